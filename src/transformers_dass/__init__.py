@@ -1,0 +1,45 @@
+"""DASS (Distilled Audio State Space models) as a native Hugging Face transformers model.
+
+Importing this package registers model type "dass" with AutoConfig, AutoFeatureExtractor, AutoModel and
+AutoModelForAudioClassification, so `from_pretrained` and `pipeline("audio-classification")` work without
+`trust_remote_code`.
+"""
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
+
+from .configuration_dass import DassConfig
+from .feature_extraction_dass import DassFeatureExtractor
+from .modeling_dass import (
+    DassAudioClassifierOutput,
+    DassForAudioClassification,
+    DassModel,
+    DassModelOutput,
+    DassPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+
+def _register_auto_classes() -> None:
+    """Register "dass" with the Auto classes; a no-op when already registered (e.g. on re-import)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if DassConfig.model_type in CONFIG_MAPPING:
+        return
+    AutoConfig.register(DassConfig.model_type, DassConfig)
+    AutoFeatureExtractor.register(DassConfig, DassFeatureExtractor)
+    AutoModel.register(DassConfig, DassModel)
+    AutoModelForAudioClassification.register(DassConfig, DassForAudioClassification)
+
+
+_register_auto_classes()
+
+__all__ = [
+    "DassAudioClassifierOutput",
+    "DassConfig",
+    "DassFeatureExtractor",
+    "DassForAudioClassification",
+    "DassModel",
+    "DassModelOutput",
+    "DassPreTrainedModel",
+]

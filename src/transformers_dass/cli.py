@@ -1,0 +1,108 @@
+"""`dass` command line: classify audio files, convert released checkpoints.
+
+    dass classify FILE [FILE ...] --model DIR [--top-k K] [--json]
+    dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _classify(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import DassForAudioClassification
+    from .audio_io import load_audio
+    from .feature_extraction_dass import DassFeatureExtractor
+
+    model = DassForAudioClassification.from_pretrained(args.model).eval()
+    extractor = _load_extractor(args.model, DassFeatureExtractor)
+    if not 1 <= args.top_k <= model.config.num_labels:
+        raise SystemExit(f"--top-k must be between 1 and {model.config.num_labels} (the model's labels), got {args.top_k}.")
+    results = {}
+    for path in args.files:
+        waveform = load_audio(path, sampling_rate=extractor.sampling_rate)
+        results[path] = classify_waveform(model, extractor, waveform, args.top_k)
+    if args.json:
+        payload = results[args.files[0]] if len(args.files) == 1 else results
+        print(json.dumps(payload, indent=2))
+    else:
+        for path, predictions in results.items():
+            print(path)
+            for item in predictions:
+                print(f"  {item['score']:.4f}  {item['label']}")
+    return 0
+
+
+def classify_waveform(model, extractor, waveform, top_k: int) -> list[dict]:
+    """Scores of the `top_k` best labels for one 16 kHz mono waveform (samples,).
+
+    Clips shorter than the extractor's `max_length` (10 s) are zero-padded to it, as in training; longer
+    clips are kept whole (DASS has no positional embedding), not cut to their first 10 s.
+    """
+    import torch
+
+    frames = 1 + (len(waveform) - 400) // 160 if len(waveform) >= 400 else 0
+    max_length = extractor.max_length if extractor.max_length and frames <= extractor.max_length else None
+    features = extractor(waveform, sampling_rate=extractor.sampling_rate, max_length=max_length, return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(features["input_values"]).logits[0]
+    problem = model.config.problem_type
+    scores = logits if problem == "regression" else logits.sigmoid() if problem == "multi_label_classification" else logits.softmax(-1)
+    values, indices = scores.topk(top_k)
+    return [{"label": model.config.id2label[i], "score": float(v)} for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def _load_extractor(model_dir: str, default_class):
+    """The folder's preprocessor_config.json, or the default DASS features when it has none (Hub folders)."""
+    try:
+        return default_class.from_pretrained(model_dir)
+    except OSError:
+        return default_class()
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .conversion import convert_checkpoint
+
+    model = convert_checkpoint(args.checkpoint, args.output_dir, labels_csv=args.labels_csv)
+    config = model.config
+    print(
+        f"Wrote {args.output_dir}: dims {config.dims}, depths {config.depths}, {config.num_labels} labels, "
+        f"{model.num_parameters():,} parameters."
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dass", description="DASS audio tagging (transformers-dass).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    classify = commands.add_parser("classify", help="Print the top labels of audio files (wav/flac/ogg, any rate).")
+    classify.add_argument("files", nargs="+", metavar="FILE")
+    classify.add_argument("--model", required=True, help="Folder (or Hub id) of a converted DASS model.")
+    classify.add_argument("--top-k", type=int, default=5, help="How many labels to print (default 5).")
+    classify.add_argument("--json", action="store_true", help='Print JSON: a list of {"label", "score"}.')
+    classify.set_defaults(handler=_classify)
+
+    convert = commands.add_parser("convert", help="Convert a released .pth/.safetensors checkpoint to a model folder.")
+    convert.add_argument("--checkpoint", required=True, help="Released DASS .pth (with or without `module.v.`) or .safetensors.")
+    convert.add_argument("--output-dir", required=True)
+    convert.add_argument("--labels-csv", help="AudioSet class_labels_indices.csv (index,mid,display_name).")
+    convert.set_defaults(handler=_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"dass {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""DASS model configuration."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import PreTrainedConfig
+
+from .ops import SCAN_BACKENDS
+
+# Field names used by the Hub remote-code configs (saurabhati/DASS_*) -> ours.
+_HUB_ALIASES = {"num_classes": "num_labels"}
+# Hub remote-code fields that carry no information for this implementation.
+_HUB_IGNORED = ("max_length", "use_checkpoint", "auto_map")
+
+
+class DassConfig(PreTrainedConfig):
+    r"""Configuration of a DASS model (VMamba-style state-space audio tagger).
+
+    The defaults build DASS-small (29,884,463 parameters with 527 labels); `DassConfig.medium()` builds
+    DASS-medium (48,648,239 parameters).
+
+    Args:
+        dims (`list[int]`, defaults to `[96, 192, 384, 768]`):
+            Channels of the four stages. `embed_dim` (Hub name) is accepted for `dims[0]` when `dims` is absent.
+        depths (`list[int]`, defaults to `[2, 2, 8, 2]`):
+            Number of VSS blocks per stage.
+        d_state (`int`, defaults to 1):
+            State size N of the selective scan.
+        ssm_ratio (`float`, defaults to 1.0):
+            Inner width of the state-space mixer relative to the stage width.
+        dt_rank (`int`, `list[int]` or `"auto"`, defaults to `"auto"`):
+            Rank R of the time-step projection; `"auto"` is `ceil(dim / 16)` per stage.
+        mlp_ratio (`float`, defaults to 4.0):
+            Hidden width of the block MLP relative to the stage width.
+        ssm_conv (`int`, defaults to 3):
+            Kernel size of the depthwise convolution before the scan.
+        ssm_conv_bias (`bool`, defaults to `False`):
+            Whether that convolution has a bias.
+        patch_size (`int`, defaults to 4):
+            Down-sampling of the patch embedding (two stride-`patch_size // 2` convolutions).
+        num_mel_bins (`int`, defaults to 128):
+            Mel bins of the input features (the image height).
+        drop_path_rate (`float`, defaults to 0.2):
+            Stochastic-depth rate, increasing linearly over the blocks.
+        layer_norm_eps (`float`, defaults to 1e-5):
+            Epsilon of every LayerNorm.
+        hidden_act (`str`, defaults to `"gelu"`):
+            Activation of the patch embedding and the MLPs.
+        initializer_range (`float`, defaults to 0.02):
+            Standard deviation of the truncated normal used for linear weights.
+        scan_backend (`str`, defaults to `"auto"`):
+            Which implementation runs the selective scan: `"auto"` picks the fastest available,
+            `"reference"` forces the PyTorch path.
+        num_labels (`int`, defaults to 527):
+            AudioSet classes by default. `num_classes` (Hub name) is accepted.
+        problem_type (`str`, defaults to `"multi_label_classification"`):
+            `"multi_label_classification"` (sigmoid + BCE), `"single_label_classification"` (softmax + CE)
+            or `"regression"` (MSE).
+        label_mids (`list[str]`, *optional*):
+            AudioSet machine ids (`/m/...`) of the labels, in label order, when known.
+
+    Example:
+    ```python
+    >>> from transformers_dass import DassConfig, DassForAudioClassification
+    >>> model = DassForAudioClassification(DassConfig())          # DASS-small, random weights
+    >>> medium = DassForAudioClassification(DassConfig.medium())  # DASS-medium
+    ```
+    """
+
+    model_type = "dass"
+
+    def __init__(
+        self,
+        dims: list[int] | None = None,
+        depths: list[int] | None = None,
+        d_state: int = 1,
+        ssm_ratio: float = 1.0,
+        dt_rank: int | list[int] | str = "auto",
+        mlp_ratio: float = 4.0,
+        ssm_conv: int = 3,
+        ssm_conv_bias: bool = False,
+        patch_size: int = 4,
+        num_mel_bins: int = 128,
+        drop_path_rate: float = 0.2,
+        layer_norm_eps: float = 1e-5,
+        hidden_act: str = "gelu",
+        initializer_range: float = 0.02,
+        scan_backend: str = "auto",
+        label_mids: list[str] | None = None,
+        **kwargs,
+    ):
+        for hub_name, name in _HUB_ALIASES.items():
+            if hub_name in kwargs:
+                kwargs.setdefault(name, kwargs.pop(hub_name))
+        embed_dim = kwargs.pop("embed_dim", None)
+        for name in _HUB_IGNORED:
+            kwargs.pop(name, None)
+        if "num_labels" not in kwargs and "id2label" not in kwargs:
+            kwargs["num_labels"] = 527
+        kwargs.setdefault("problem_type", "multi_label_classification")
+
+        if dims is None:
+            dims = [96, 192, 384, 768] if embed_dim is None else [embed_dim * 2**i for i in range(4)]
+        self.dims = [int(d) for d in dims]
+        self.depths = [int(d) for d in (depths if depths is not None else [2, 2, 8, 2])]
+        self.d_state = d_state
+        self.ssm_ratio = ssm_ratio
+        self.dt_rank = dt_rank
+        self.mlp_ratio = mlp_ratio
+        self.ssm_conv = ssm_conv
+        self.ssm_conv_bias = ssm_conv_bias
+        self.patch_size = patch_size
+        self.num_mel_bins = num_mel_bins
+        self.drop_path_rate = drop_path_rate
+        self.layer_norm_eps = layer_norm_eps
+        self.hidden_act = hidden_act
+        self.initializer_range = initializer_range
+        self.scan_backend = scan_backend
+        self.label_mids = label_mids
+        super().__init__(**kwargs)
+        self._validate(embed_dim)
+
+    @classmethod
+    def small(cls, **kwargs) -> "DassConfig":
+        """DASS-small: depths 2/2/8/2, drop path 0.2 (29.9M parameters)."""
+        return cls(**{"depths": [2, 2, 8, 2], "drop_path_rate": 0.2, **kwargs})
+
+    @classmethod
+    def medium(cls, **kwargs) -> "DassConfig":
+        """DASS-medium: depths 2/2/20/2, drop path 0.3 (48.6M parameters)."""
+        return cls(**{"depths": [2, 2, 20, 2], "drop_path_rate": 0.3, **kwargs})
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the pooled output (last stage)."""
+        return self.dims[-1]
+
+    @property
+    def dt_ranks(self) -> list[int]:
+        """The time-step rank R of each stage, with `"auto"` resolved."""
+        if self.dt_rank == "auto":
+            return [math.ceil(dim / 16) for dim in self.dims]
+        if isinstance(self.dt_rank, int):
+            return [self.dt_rank] * len(self.dims)
+        return list(self.dt_rank)
+
+    def _validate(self, embed_dim: int | None) -> None:
+        def fail(message: str):
+            raise ValueError(f"DassConfig: {message}")
+
+        if len(self.dims) == 0 or len(self.dims) != len(self.depths):
+            fail(f"`dims` {self.dims} and `depths` {self.depths} must be non-empty and of equal length (one per stage).")
+        if any(d <= 0 for d in self.dims) or any(d < 0 for d in self.depths):
+            fail(f"`dims` must be positive and `depths` non-negative, got dims={self.dims}, depths={self.depths}.")
+        if embed_dim is not None and embed_dim != self.dims[0]:
+            fail(f"`embed_dim`={embed_dim} disagrees with dims[0]={self.dims[0]}; give one of them.")
+        if self.dims[0] % 2:
+            fail(f"dims[0]={self.dims[0]} must be even: the patch embedding's first conv has dims[0] // 2 channels.")
+        if not isinstance(self.d_state, int) or self.d_state < 1:
+            fail(f"`d_state` must be a positive integer, got {self.d_state!r}.")
+        if self.ssm_ratio <= 0 or any(int(self.ssm_ratio * d) < 1 for d in self.dims):
+            fail(f"`ssm_ratio` must be positive and give at least one inner channel, got {self.ssm_ratio!r}.")
+        if isinstance(self.dt_rank, str):
+            if self.dt_rank != "auto":
+                fail(f"`dt_rank` must be 'auto', an int or one int per stage, got {self.dt_rank!r}.")
+        elif isinstance(self.dt_rank, int):
+            if self.dt_rank < 1:
+                fail(f"`dt_rank` must be >= 1, got {self.dt_rank}.")
+        elif len(self.dt_rank) != len(self.dims) or any(int(r) < 1 for r in self.dt_rank):
+            fail(f"`dt_rank` list {self.dt_rank} needs one positive int per stage ({len(self.dims)}).")
+        if self.mlp_ratio < 0:
+            fail(f"`mlp_ratio` must be >= 0 (0 disables the MLP), got {self.mlp_ratio}.")
+        if self.ssm_conv < 1 or self.ssm_conv % 2 == 0:
+            fail(f"`ssm_conv` must be a positive odd kernel size, got {self.ssm_conv}.")
+        if self.patch_size < 2 or self.patch_size % 2:
+            fail(f"`patch_size` must be an even integer >= 2, got {self.patch_size}.")
+        if self.num_mel_bins < 1:
+            fail(f"`num_mel_bins` must be positive, got {self.num_mel_bins}.")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            fail(f"`drop_path_rate` must be in [0, 1), got {self.drop_path_rate}.")
+        if self.layer_norm_eps <= 0:
+            fail(f"`layer_norm_eps` must be positive, got {self.layer_norm_eps}.")
+        if self.scan_backend not in SCAN_BACKENDS:
+            fail(f"`scan_backend` must be one of {SCAN_BACKENDS}, got {self.scan_backend!r}.")
+        allowed_problems = (None, "regression", "single_label_classification", "multi_label_classification")
+        if self.problem_type not in allowed_problems:
+            fail(f"`problem_type` must be one of {allowed_problems}, got {self.problem_type!r}.")
+        if self.label_mids is not None and len(self.label_mids) != self.num_labels:
+            fail(f"`label_mids` has {len(self.label_mids)} entries for {self.num_labels} labels.")
+
+
+__all__ = ["DassConfig"]

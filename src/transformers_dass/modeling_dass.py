@@ -1,0 +1,437 @@
+"""PyTorch DASS: a VMamba-style state-space audio tagger (Bhati et al., SLT 2024).
+
+The spectrogram (batch, frames, mel bins) is read as a one-channel image whose height is frequency and
+width is time. A patch embedding divides both by 4; four stages of VSS blocks follow, with a stride-2
+convolution between stages; a LayerNorm, global average pooling and a linear head give the logits.
+No positional embedding: any number of frames works.
+
+Inside the blocks features are channels-last (batch, height, width, channels), so that norms and
+projections are plain `nn.LayerNorm` / `nn.Linear`; outputs handed to the user are channels-first
+(batch, channels, height, width), as in the original code and transformers' convolutional models.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import ModelOutput
+from transformers.utils import logging
+
+from .configuration_dass import DassConfig
+from .ops import cross_selective_scan
+
+logger = logging.get_logger(__name__)
+
+NUM_DIRECTIONS = 4
+
+
+@dataclass
+class DassModelOutput(ModelOutput):
+    """Output of `DassModel`.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, dims[-1], mel_bins / 32, frames / 32)`):
+            Feature map of the last stage after the final LayerNorm (sizes rounded up at every stride 2).
+        pooler_output (`torch.FloatTensor` of shape `(batch, dims[-1])`):
+            `last_hidden_state` averaged over frequency and time; the classifier's input.
+        hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
+            `1 + num_stages` channels-first maps: the patch embedding `(batch, dims[0], F/4, T/4)`, then the
+            output of each stage's blocks before its downsampling, `(batch, dims[i], F/2^(i+2), T/2^(i+2))`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class DassAudioClassifierOutput(ModelOutput):
+    """Output of `DassForAudioClassification`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, returned when `labels` are given):
+            BCE (multi-label), cross-entropy (single-label) or MSE (regression), per `config.problem_type`.
+        logits (`torch.FloatTensor` of shape `(batch, num_labels)`):
+            Scores before sigmoid / softmax.
+        hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
+            As in `DassModelOutput.hidden_states`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero whole samples of a residual branch with probability `drop_prob`."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = x.new_empty(mask_shape).bernoulli_(keep_prob)
+    return x * mask / keep_prob
+
+
+class DassDropPath(nn.Module):
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return drop_path(hidden_states, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.drop_prob}"
+
+
+def channels_first(hidden_states: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, C) -> (B, C, H, W)."""
+    return hidden_states.permute(0, 3, 1, 2)
+
+
+def channels_last(hidden_states: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H, W, C)."""
+    return hidden_states.permute(0, 2, 3, 1)
+
+
+class DassPatchEmbeddings(nn.Module):
+    """Two stride-`patch_size // 2` 3x3 convolutions: (B, 1, F, T) -> (B, ceil(F/4), ceil(T/4), dims[0])."""
+
+    def __init__(self, config: DassConfig):
+        super().__init__()
+        stride = config.patch_size // 2
+        half = config.dims[0] // 2
+        self.conv1 = nn.Conv2d(1, half, kernel_size=stride + 1, stride=stride, padding=1)
+        self.norm1 = nn.LayerNorm(half, eps=config.layer_norm_eps)
+        self.act = ACT2FN[config.hidden_act]
+        self.conv2 = nn.Conv2d(half, config.dims[0], kernel_size=stride + 1, stride=stride, padding=1)
+        self.norm2 = nn.LayerNorm(config.dims[0], eps=config.layer_norm_eps)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        hidden_states = channels_last(self.conv1(pixel_values))
+        hidden_states = self.act(self.norm1(hidden_states))
+        hidden_states = channels_last(self.conv2(channels_first(hidden_states)))
+        return self.norm2(hidden_states)
+
+
+class DassDownsample(nn.Module):
+    """Stride-2 3x3 convolution then LayerNorm: (B, H, W, C_in) -> (B, ceil(H/2), ceil(W/2), C_out)."""
+
+    def __init__(self, config: DassConfig, in_dim: int, out_dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(out_dim, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.norm(channels_last(self.conv(channels_first(hidden_states))))
+
+
+class DassSS2D(nn.Module):
+    """2-D selective scan mixer (VMamba SS2D, `v05_noz`: no gate, d_state usually 1).
+
+    in_proj -> depthwise conv -> SiLU -> selective scan along four directions of the grid, summed back
+    -> LayerNorm -> out_proj. Per direction k: `x_proj_weight[k]` maps D -> (R dt, N B, N C),
+    `dt_proj_weight[k]` R -> D; rows k*D:(k+1)*D of `A_log` and `D` belong to direction k.
+    """
+
+    def __init__(self, config: DassConfig, dim: int, dt_rank: int):
+        super().__init__()
+        inner = int(config.ssm_ratio * dim)
+        state = config.d_state
+        self.inner_dim, self.dt_rank, self.d_state = inner, dt_rank, state
+        self.scan_backend = config.scan_backend
+        self.in_proj = nn.Linear(dim, inner, bias=False)
+        self.conv2d = nn.Conv2d(
+            inner,
+            inner,
+            kernel_size=config.ssm_conv,
+            padding=config.ssm_conv // 2,
+            groups=inner,
+            bias=config.ssm_conv_bias,
+        )
+        self.act = nn.SiLU()
+        self.x_proj_weight = nn.Parameter(torch.empty(NUM_DIRECTIONS, dt_rank + 2 * state, inner))
+        self.dt_proj_weight = nn.Parameter(torch.empty(NUM_DIRECTIONS, inner, dt_rank))
+        self.dt_proj_bias = nn.Parameter(torch.empty(NUM_DIRECTIONS, inner))
+        self.A_log = nn.Parameter(torch.empty(NUM_DIRECTIONS * inner, state))
+        self.D = nn.Parameter(torch.empty(NUM_DIRECTIONS * inner))
+        self.out_norm = nn.LayerNorm(inner, eps=config.layer_norm_eps)
+        self.out_proj = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, dim) -> (B, H, W, dim)."""
+        features = channels_first(self.in_proj(hidden_states))
+        features = self.act(self.conv2d(features))
+        scanned = cross_selective_scan(
+            features,
+            self.x_proj_weight,
+            self.dt_proj_weight,
+            self.dt_proj_bias,
+            self.A_log,
+            self.D,
+            backend=self.scan_backend,
+        )
+        scanned = self.out_norm(channels_last(scanned).type_as(features))
+        return self.out_proj(scanned)
+
+
+class DassMLP(nn.Module):
+    def __init__(self, config: DassConfig, dim: int):
+        super().__init__()
+        hidden = int(dim * config.mlp_ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states)))
+
+
+class DassBlock(GradientCheckpointingLayer):
+    """VSS block: x + SS2D(LN(x)), then x + MLP(LN(x)); (B, H, W, dim) in and out."""
+
+    def __init__(self, config: DassConfig, dim: int, dt_rank: int, drop_path_rate: float):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mixer = DassSS2D(config, dim, dt_rank)
+        self.drop_path = DassDropPath(drop_path_rate)
+        self.has_mlp = config.mlp_ratio > 0
+        if self.has_mlp:
+            self.layernorm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+            self.mlp = DassMLP(config, dim)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = hidden_states + self.drop_path(self.mixer(self.layernorm_before(hidden_states)))
+        if self.has_mlp:
+            hidden_states = hidden_states + self.drop_path(self.mlp(self.layernorm_after(hidden_states)))
+        return hidden_states
+
+
+class DassStage(nn.Module):
+    """The VSS blocks of one stage, then (except after the last stage) a downsampling to the next width."""
+
+    def __init__(self, config: DassConfig, index: int, drop_path_rates: list[float]):
+        super().__init__()
+        dim = config.dims[index]
+        dt_rank = config.dt_ranks[index]
+        self.blocks = nn.ModuleList(DassBlock(config, dim, dt_rank, rate) for rate in drop_path_rates)
+        is_last = index == len(config.dims) - 1
+        self.downsample = None if is_last else DassDownsample(config, dim, config.dims[index + 1])
+
+
+class DassPreTrainedModel(PreTrainedModel):
+    config_class = DassConfig
+    config: DassConfig
+    base_model_prefix = "dass"
+    main_input_name = "input_values"
+    input_modalities = ("audio",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["DassBlock"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, which also accepts the Hub remote-code layout of the authors'
+        repositories (`saurabhati/DASS_*`: `dass.*`/`head.*` keys) and converts it on the fly, so that no
+        `trust_remote_code` is needed. Folders written by this package load directly."""
+        from .conversion import convert_hub_folder, is_hub_remote_code_folder
+
+        folder = _resolve_checkpoint_folder(pretrained_model_name_or_path, kwargs)
+        if folder is None or not is_hub_remote_code_folder(folder):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        logger.info("%s holds the Hub remote-code layout; converting it to the native one.", folder)
+        with tempfile.TemporaryDirectory(prefix="dass-hub-") as converted:
+            convert_hub_folder(folder, converted)
+            return super().from_pretrained(converted, *model_args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, DassSS2D):
+            self._init_ss2d(module)
+
+    def _init_ss2d(self, module: DassSS2D) -> None:
+        """Mamba/VMamba initialisation: dt in [1e-3, 1e-1] log-uniformly, S4D-real A, unit skip."""
+        init.uniform_(module.x_proj_weight, -(module.inner_dim**-0.5), module.inner_dim**-0.5)
+        init.uniform_(module.dt_proj_weight, -(module.dt_rank**-0.5), module.dt_rank**-0.5)
+        dt_min, dt_max = 1e-3, 1e-1
+        dt = torch.exp(
+            torch.rand(module.dt_proj_bias.shape) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        ).clamp(min=1e-4)
+        init.copy_(module.dt_proj_bias, dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        states = torch.arange(1, module.d_state + 1, dtype=torch.float32)
+        init.copy_(module.A_log, torch.log(states).expand_as(module.A_log))
+        init.ones_(module.D)
+
+
+def _resolve_checkpoint_folder(name_or_path, kwargs) -> str | None:
+    """Local folder holding `config.json` + `model.safetensors` for a path or Hub id, or None if unknown."""
+    if os.path.isdir(name_or_path):
+        return str(name_or_path)
+    from transformers.utils import cached_file
+
+    hub_kwargs = {
+        k: kwargs[k]
+        for k in ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+        if k in kwargs
+    }
+    try:
+        files = [
+            cached_file(name_or_path, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+            for name in ("config.json", "model.safetensors")
+        ]
+    except (OSError, ValueError):
+        return None
+    return os.path.dirname(files[1]) if all(files) else None
+
+
+class DassModel(DassPreTrainedModel):
+    def __init__(self, config: DassConfig):
+        super().__init__(config)
+        self.config = config
+        self.embeddings = DassPatchEmbeddings(config)
+        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
+        self.stages = nn.ModuleList(
+            DassStage(config, i, rates[start : start + depth])
+            for i, (start, depth) in enumerate(zip(starts, config.depths))
+        )
+        self.layernorm = nn.LayerNorm(config.dims[-1], eps=config.layer_norm_eps)
+        self.post_init()
+
+    def _check_input(self, input_values: torch.Tensor) -> None:
+        if not torch.is_tensor(input_values):
+            raise TypeError(
+                f"`input_values` must be a torch.Tensor of shape (batch, frames, {self.config.num_mel_bins}), got "
+                f"{type(input_values).__name__}; use DassFeatureExtractor(..., return_tensors='pt')."
+            )
+        if input_values.ndim != 3:
+            hint = " Add a batch dimension with `input_values.unsqueeze(0)`." if input_values.ndim == 2 else ""
+            raise ValueError(
+                f"`input_values` must have shape (batch, frames, mel bins), got {tuple(input_values.shape)}.{hint}"
+            )
+        if input_values.shape[-1] != self.config.num_mel_bins:
+            raise ValueError(
+                f"`input_values` has {input_values.shape[-1]} mel bins in its last dimension; this model expects "
+                f"{self.config.num_mel_bins}. The layout is (batch, frames, mel bins): transpose if you passed "
+                "(batch, mel bins, frames)."
+            )
+        if input_values.shape[0] == 0 or input_values.shape[1] == 0:
+            raise ValueError(f"`input_values` is empty: shape {tuple(input_values.shape)}; give at least one frame.")
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DassModelOutput | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
+                Normalised kaldi fbank features from `DassFeatureExtractor`; any number of frames >= 1.
+        """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_input(input_values)
+
+        # (B, T, F) -> one-channel image (B, 1, F, T): height = frequency, width = time.
+        pixel_values = input_values.transpose(1, 2).unsqueeze(1).to(self.embeddings.conv1.weight.dtype)
+        hidden_states = self.embeddings(pixel_values)
+        all_hidden_states = (channels_first(hidden_states),) if output_hidden_states else None
+
+        for stage in self.stages:
+            for block in stage.blocks:
+                hidden_states = block(hidden_states)
+            if output_hidden_states:
+                all_hidden_states += (channels_first(hidden_states),)
+            if stage.downsample is not None:
+                hidden_states = stage.downsample(hidden_states)
+
+        hidden_states = self.layernorm(hidden_states)
+        pooled_output = hidden_states.mean(dim=(1, 2))
+        last_hidden_state = channels_first(hidden_states)
+
+        if not return_dict:
+            return tuple(v for v in (last_hidden_state, pooled_output, all_hidden_states) if v is not None)
+        return DassModelOutput(
+            last_hidden_state=last_hidden_state, pooler_output=pooled_output, hidden_states=all_hidden_states
+        )
+
+
+class DassForAudioClassification(DassPreTrainedModel):
+    def __init__(self, config: DassConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.dass = DassModel(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DassAudioClassifierOutput | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
+                Normalised kaldi fbank features from `DassFeatureExtractor`.
+            labels (`torch.Tensor`, *optional*):
+                Multi-label: `(batch, num_labels)` multi-hot (soft targets allowed). Single-label: `(batch,)`
+                class indices. Regression: `(batch, num_labels)` or `(batch,)` when `num_labels == 1`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.dass(input_values, output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(outputs.pooler_output)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+
+        if not return_dict:
+            output = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
+            return ((loss,) + output) if loss is not None else output
+        return DassAudioClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss chosen by `config.problem_type` (inferred from the labels when unset, as transformers does)."""
+        labels = labels.to(logits.device)
+        problem_type = self.config.problem_type
+        if problem_type is None:
+            if self.num_labels == 1:
+                problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem_type = "single_label_classification"
+            else:
+                problem_type = "multi_label_classification"
+        if problem_type == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+            return F.mse_loss(logits.float(), labels.float())
+        if problem_type == "single_label_classification":
+            if labels.ndim != 1:
+                raise ValueError(
+                    f"single_label_classification expects class indices of shape (batch,), got {tuple(labels.shape)}; "
+                    "set config.problem_type='multi_label_classification' for multi-hot targets."
+                )
+            return F.cross_entropy(logits.float(), labels.long())
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"multi_label_classification expects multi-hot labels of shape {tuple(logits.shape)}, got "
+                f"{tuple(labels.shape)}; set config.problem_type='single_label_classification' for class indices."
+            )
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+__all__ = ["DassPreTrainedModel", "DassModel", "DassForAudioClassification", "DassModelOutput", "DassAudioClassifierOutput"]

@@ -1,0 +1,15 @@
+"""Cross selective scan: the reference PyTorch code and the dispatch to compiled backends."""
+
+from .dispatch import SCAN_BACKENDS, available_backends, cross_selective_scan, resolve_backend
+from .reference import cross_merge, cross_scan, cross_selective_scan_reference, selective_scan_reference
+
+__all__ = [
+    "SCAN_BACKENDS",
+    "available_backends",
+    "cross_merge",
+    "cross_scan",
+    "cross_selective_scan",
+    "cross_selective_scan_reference",
+    "resolve_backend",
+    "selective_scan_reference",
+]

@@ -1,0 +1,50 @@
+"""Shared test fixtures. Reference tensors live in ../shared/fixtures (computed by the authors' code and
+torchaudio); tests that need them skip with a reason when the folder is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+def require_fixture(name: str) -> Path:
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.skip(f"reference fixture {path} is absent (expected the shared/ folder beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def original_tiny() -> dict[str, torch.Tensor]:
+    """The authors' tiny DASS: `module.v.*` weights, inputs, logits and hidden states."""
+    from safetensors.torch import load_file
+
+    return load_file(str(require_fixture("original_tiny.safetensors")))
+
+
+@pytest.fixture(scope="session")
+def original_tiny_weights(original_tiny) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in original_tiny.items() if k.startswith("module.")}
+
+
+@pytest.fixture(scope="session")
+def converted_tiny(tmp_path_factory, original_tiny_weights) -> Path:
+    """original_tiny converted to a model folder (config.json, model.safetensors, preprocessor_config.json)."""
+    from safetensors.torch import save_file
+
+    from transformers_dass.conversion import convert_checkpoint
+
+    folder = tmp_path_factory.mktemp("converted_tiny")
+    checkpoint = folder / "original.safetensors"
+    save_file(original_tiny_weights, str(checkpoint))
+    convert_checkpoint(checkpoint, folder / "model")
+    return folder / "model"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
