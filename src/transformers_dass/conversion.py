@@ -251,9 +251,16 @@ def convert_checkpoint(
     load: config.json, model.safetensors and preprocessor_config.json.
 
     With `labels_csv` (AudioSet `index,mid,display_name`), the config gets the display names as `id2label` and
-    the mids as `label_mids`; without it labels are `LABEL_i`.
+    the mids as `label_mids`; without it labels are `LABEL_i`. A folder in the Hub remote-code layout
+    (config.json + model.safetensors) is accepted too and keeps its config's labels unless a CSV is given.
     """
-    state_dict = load_checkpoint(checkpoint)
+    if Path(checkpoint).is_dir():
+        model = convert_hub_folder(checkpoint, output_dir)
+        if labels_csv is None:
+            return model
+        state_dict = model.state_dict()
+    else:
+        state_dict = load_checkpoint(checkpoint)
     if labels_csv is not None:
         names, mids = read_labels_csv(labels_csv)
         num_labels = infer_config_kwargs(to_native_state_dict(state_dict))["num_labels"]
