@@ -1,6 +1,6 @@
 """Latency of DASS against transformers' AST, measured in the same run on this machine.
 
-    python scripts/benchmark.py [--threads 2] [--seconds 10] [--batch 1] [--repeats 5] [--backend reference]
+    python scripts/benchmark.py [--threads 2] [--frames 1024] [--batch 1] [--repeats 5] [--backend reference]
 
 Prints the machine, then one row per model: median latency and its ratio to AST (ASTConfig() defaults,
 random weights: speed does not depend on the weights). Results go to BENCHMARKS.md with this command.
@@ -31,17 +31,25 @@ def median_latency(model: torch.nn.Module, inputs: torch.Tensor, repeats: int, w
     return statistics.median(times)
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"python {platform.python_version()}"
-    )
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, python {platform.python_version()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--frames", type=int, default=1024, help="10 ms frames per clip (1024: AST's 10 s input).")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backend", default="reference", help="DASS scan backend (config.scan_backend).")
@@ -49,10 +57,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    frames = int(round(args.seconds * 100))
+    frames = args.frames
     inputs = torch.randn(args.batch, frames, 128)
     print(f"machine: {machine()}")
-    print(f"input: batch {args.batch}, {args.seconds:g} s = {frames} frames x 128 mel bins, float32")
+    print(f"input: batch {args.batch}, {frames} frames ({frames / 100:g} s) x 128 mel bins, float32")
 
     ast_config = ASTConfig(max_length=frames)
     ast = ASTForAudioClassification(ast_config).eval()

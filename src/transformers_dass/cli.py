@@ -12,8 +12,6 @@ import sys
 
 
 def _classify(args: argparse.Namespace) -> int:
-    import torch
-
     from . import DassForAudioClassification
     from .audio_io import load_audio
     from .feature_extraction_dass import DassFeatureExtractor
@@ -45,7 +43,9 @@ def classify_waveform(model, extractor, waveform, top_k: int) -> list[dict]:
     """
     import torch
 
-    frames = 1 + (len(waveform) - 400) // 160 if len(waveform) >= 400 else 0
+    from .feature_extraction_dass import num_frames
+
+    frames = num_frames(len(waveform), extractor.sampling_rate)
     max_length = extractor.max_length if extractor.max_length and frames <= extractor.max_length else None
     features = extractor(waveform, sampling_rate=extractor.sampling_rate, max_length=max_length, return_tensors="pt")
     with torch.inference_mode():

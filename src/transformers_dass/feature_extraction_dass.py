@@ -1,0 +1,450 @@
+"""Feature extractor for DASS: Kaldi-compatible log-mel filterbanks, as the DASS authors compute them.
+
+The authors' `make_features` removes the clip's mean, calls `torchaudio.compliance.kaldi.fbank`
+(25 ms Hann window, 10 ms shift, 128 mel bins, no dither, no energy), pads or cuts the result to
+1024 frames with zero rows and normalises it with the AudioSet statistics. This module computes the
+same numbers in plain torch, so torchaudio is not needed (it stays available as `backend="torchaudio"`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+FRAME_LENGTH_MS = 25
+FRAME_SHIFT_MS = 10
+PREEMPHASIS = 0.97
+LOW_FREQ_HZ = 20.0
+# Kaldi floors mel energies at float32 epsilon before the log.
+LOG_FLOOR = float(torch.finfo(torch.float32).eps)
+# Frames per FFT batch: bounds the temporaries to about 100 MB whatever the clip length; much smaller
+# batches are slower because each FFT call has a fixed set-up cost.
+CHUNK_FRAMES = 16384
+PCM_SCALES = {torch.int16: 32768.0, torch.int32: 2.0**31}
+BACKENDS = ("torch", "torchaudio")
+RESAMPLE_HINT = (
+    "Resample it first, e.g. `transformers_dass.audio_io.load_audio(path)` (resamples to 16 kHz on load), "
+    "`librosa.resample` or `torchaudio.functional.resample`."
+)
+_USE_DEFAULT = object()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kaldi filterbank
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def frame_geometry(sampling_rate: int) -> tuple[int, int, int]:
+    """Kaldi framing in samples: (window size, window shift, FFT size = window rounded up to a power of two)."""
+    window_size = sampling_rate * FRAME_LENGTH_MS // 1000
+    window_shift = sampling_rate * FRAME_SHIFT_MS // 1000
+    fft_size = 1 << (window_size - 1).bit_length()
+    return window_size, window_shift, fft_size
+
+
+def num_frames(num_samples: int, sampling_rate: int = 16000) -> int:
+    """Frames Kaldi makes from `num_samples` with snip_edges=True: 1 + (N - window) // shift, or 0 if N < window."""
+    window_size, window_shift, _ = frame_geometry(sampling_rate)
+    if num_samples < window_size:
+        return 0
+    return 1 + (num_samples - window_size) // window_shift
+
+
+def kaldi_mel_filters(num_mel_bins: int, fft_size: int, sampling_rate: int) -> torch.Tensor:
+    """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32.
+
+    Triangles are linear in Kaldi's mel scale 1127 * ln(1 + f / 700), span LOW_FREQ_HZ to Nyquist and are
+    evaluated on the fft_size // 2 bins below Nyquist; the Nyquist column is zero. The arithmetic follows
+    torchaudio's float32 order so the filters match its own.
+    """
+    mel_low = 1127.0 * math.log(1.0 + LOW_FREQ_HZ / 700.0)
+    mel_high = 1127.0 * math.log(1.0 + (sampling_rate / 2) / 700.0)
+    mel_step = (mel_high - mel_low) / (num_mel_bins + 1)
+
+    band = torch.arange(num_mel_bins).unsqueeze(1)  # (bins, 1)
+    left = mel_low + band * mel_step
+    center = mel_low + (band + 1.0) * mel_step
+    right = mel_low + (band + 2.0) * mel_step
+
+    bin_hz = (sampling_rate / fft_size) * torch.arange(float(fft_size // 2))
+    bin_mel = (1127.0 * (1.0 + bin_hz / 700.0).log()).unsqueeze(0)  # (1, fft_size // 2)
+
+    rising = (bin_mel - left) / (center - left)
+    falling = (right - bin_mel) / (right - center)
+    filters = torch.clamp_min(torch.minimum(rising, falling), 0.0)
+    return torch.nn.functional.pad(filters, (0, 1)).to(torch.float32)
+
+
+def hann_window(window_size: int) -> torch.Tensor:
+    """Symmetric Hann window, (window_size,) float32, as Kaldi's "hanning" window type."""
+    return torch.hann_window(window_size, periodic=False, dtype=torch.float32)
+
+
+def _log_mel_frames_into(
+    out: torch.Tensor, frames: torch.Tensor, window: torch.Tensor, filters: torch.Tensor, scratch: torch.Tensor
+) -> None:
+    """Log mel energies of raw frames (n, window_size) into out (n, num_mel_bins).
+
+    scratch is (>= n, fft_size) float32 whose columns from window_size on are zero: the FFT's zero padding.
+    The time-domain steps keep torchaudio's operation order (centre, pre-emphasise, window) because the
+    low mel bins, where pre-emphasis removes most of the energy, are sensitive to float32 rounding.
+    """
+    n, width = frames.shape
+    padded = scratch[:n]
+    emphasised = padded[:, :width]
+    centred = frames - frames.mean(dim=1, keepdim=True)
+    # Kaldi pre-emphasis x[i] - 0.97 * x[i-1] treats the first sample as its own predecessor.
+    torch.mul(centred[:, :-1], PREEMPHASIS, out=emphasised[:, 1:])
+    torch.mul(centred[:, :1], PREEMPHASIS, out=emphasised[:, :1])
+    torch.sub(centred, emphasised, out=emphasised)
+    emphasised.mul_(window)
+    spectrum = torch.view_as_real(torch.fft.rfft(padded))  # (n, fft_size // 2 + 1, 2)
+    # re^2 + im^2 rather than abs().pow(2): same power, much cheaper than the complex abs.
+    power = spectrum[..., 0].square()
+    power.addcmul_(spectrum[..., 1], spectrum[..., 1])
+    torch.matmul(power, filters.T, out=out)
+    out.clamp_min_(LOG_FLOOR).log_()
+
+
+def _fbank_into(
+    out: torch.Tensor, waveform: torch.Tensor, window: torch.Tensor, filters: torch.Tensor, window_shift: int
+) -> None:
+    """Write the first out.shape[0] Kaldi fbank frames of waveform (samples,) into out (frames, num_mel_bins)."""
+    if out.shape[0] == 0:
+        return
+    frames = waveform.unfold(0, window.shape[0], window_shift)[: out.shape[0]]  # a view, (frames, window_size)
+    scratch = torch.zeros(min(CHUNK_FRAMES, frames.shape[0]), 2 * (filters.shape[1] - 1))
+    for start in range(0, frames.shape[0], CHUNK_FRAMES):
+        stop = start + CHUNK_FRAMES
+        _log_mel_frames_into(out[start:stop], frames[start:stop], window, filters, scratch)
+
+
+def kaldi_fbank(waveform: torch.Tensor, num_mel_bins: int = 128, sampling_rate: int = 16000) -> torch.Tensor:
+    """Kaldi log-mel filterbank of a mono waveform, as the DASS authors call torchaudio's `kaldi.fbank`.
+
+    Hann window of 25 ms, 10 ms shift, snip_edges, per-frame DC removal, pre-emphasis 0.97, power spectrum,
+    no dither, no energy term. The clip mean is NOT removed here (the feature extractor does it).
+
+    Args:
+        waveform: (samples,) float tensor in [-1, 1]; computed in float32.
+        num_mel_bins: mel filters.
+        sampling_rate: Hz; sets the window (25 ms) and shift (10 ms) in samples.
+
+    Returns:
+        (frames, num_mel_bins) float32 with frames = 1 + (samples - window) // shift, or 0 frames for a clip
+        shorter than one window.
+    """
+    num_mel_bins = _positive_int(num_mel_bins, "num_mel_bins")
+    sampling_rate = _sampling_rate(sampling_rate)
+    if not isinstance(waveform, torch.Tensor) or waveform.ndim != 1 or not waveform.is_floating_point():
+        raise ValueError("kaldi_fbank expects a 1-D floating point torch.Tensor (samples,)")
+    waveform = waveform.detach().to(device="cpu", dtype=torch.float32)
+    window_size, window_shift, fft_size = frame_geometry(sampling_rate)
+    window = hann_window(window_size)
+    filters = kaldi_mel_filters(num_mel_bins, fft_size, sampling_rate)
+    out = torch.empty(num_frames(waveform.shape[0], sampling_rate), num_mel_bins)
+    _fbank_into(out, waveform, window, filters, window_shift)
+    return out
+
+
+def _torchaudio_fbank(waveform: torch.Tensor, num_mel_bins: int, sampling_rate: int) -> torch.Tensor:
+    """The authors' exact call of torchaudio's kaldi.fbank on a (samples,) waveform -> (frames, num_mel_bins)."""
+    try:
+        from torchaudio.compliance import kaldi
+    except (ImportError, OSError) as err:
+        raise ImportError(
+            f"DassFeatureExtractor(backend='torchaudio') needs torchaudio, which could not be imported ({err}). "
+            "Install it with `pip install torchaudio`, or choose backend='torch' (same features, no extra dependency)."
+        ) from err
+    return kaldi.fbank(
+        waveform.unsqueeze(0),
+        htk_compat=True,
+        sample_frequency=float(sampling_rate),
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=num_mel_bins,
+        dither=0.0,
+        frame_shift=float(FRAME_SHIFT_MS),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Argument and input checks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _positive_int(value, name: str) -> int:
+    """`value` as an int, or a ValueError if it is not a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _finite_float(value, name: str) -> float:
+    """`value` as a float, or a ValueError if it is not a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _bool(value, name: str) -> bool:
+    """`value` if it is a bool, else a ValueError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _sampling_rate(value) -> int:
+    """A positive integer rate high enough for a 25 ms window of at least 2 samples above 20 Hz."""
+    value = _positive_int(value, "sampling_rate")
+    if value < 80:
+        raise ValueError(f"sampling_rate must be at least 80 Hz, got {value}")
+    return value
+
+
+def _is_batch(raw_speech) -> bool:
+    """True for a list/tuple of clips, False for a single clip (array, tensor or list of numbers)."""
+    return (
+        isinstance(raw_speech, (list, tuple))
+        and len(raw_speech) > 0
+        and isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple))
+    )
+
+
+def _as_tensor(clip, where: str) -> torch.Tensor:
+    """One clip (ndarray, tensor or list of numbers) as a CPU float32 tensor; integer PCM is scaled to [-1, 1)."""
+    if isinstance(clip, (list, tuple)):
+        try:
+            clip = np.asarray(clip, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where} could not be read as a list of numbers: {err}") from err
+    if isinstance(clip, np.ndarray):
+        if clip.dtype.kind not in "iuf":
+            raise ValueError(f"{where} has unsupported dtype {clip.dtype}; pass float32/float64 or int16/int32 PCM")
+        # torch.from_numpy warns on read-only arrays (e.g. memory-mapped files); we never write, but copy to stay quiet.
+        clip = torch.from_numpy(np.ascontiguousarray(clip) if clip.flags.writeable else clip.copy())
+    if not isinstance(clip, torch.Tensor):
+        raise TypeError(
+            f"{where} must be a numpy array, torch tensor or list of floats, got {type(clip).__name__}; "
+            "a batch is a list of 1-D arrays"
+        )
+    clip = clip.detach().cpu()
+    if clip.dtype in PCM_SCALES:
+        return clip.to(torch.float32) / PCM_SCALES[clip.dtype]
+    if not clip.is_floating_point():
+        dtype = str(clip.dtype).removeprefix("torch.")
+        raise ValueError(f"{where} has unsupported dtype {dtype}; pass float audio in [-1, 1] or int16/int32 PCM")
+    return clip.to(torch.float32)
+
+
+def _as_mono(clip: torch.Tensor, where: str) -> torch.Tensor:
+    """A 1-D view of clip; a (1, N) or (N, 1) array counts as mono, any other 2-D shape is refused."""
+    if clip.ndim == 2 and 1 in clip.shape:
+        return clip.reshape(-1)
+    if clip.ndim == 2:
+        channel_axis = 0 if clip.shape[0] <= clip.shape[1] else 1
+        raise ValueError(
+            f"{where} has shape {tuple(clip.shape)}: DASS takes mono audio, one 1-D waveform per clip. "
+            f"If this is multichannel audio, downmix it first, e.g. `x.mean(axis={channel_axis})`; "
+            "to pass a batch, use a list of 1-D arrays."
+        )
+    if clip.ndim != 1:
+        raise ValueError(
+            f"{where} has shape {tuple(clip.shape)}; expected a 1-D waveform (samples,). "
+            "To pass a batch, use a list of 1-D arrays."
+        )
+    return clip
+
+
+def _check_samples(clip: torch.Tensor, where: str, min_samples: int, sampling_rate: int) -> None:
+    """Refuse clips shorter than one analysis window and clips with NaN or infinite samples."""
+    if clip.shape[0] < min_samples:
+        state = "is empty (0 samples)" if clip.shape[0] == 0 else f"has only {clip.shape[0]} samples"
+        raise ValueError(
+            f"{where} {state}; DASS needs at least {min_samples} samples (one {FRAME_LENGTH_MS} ms window at "
+            f"{sampling_rate} Hz). Pad short clips, e.g. `np.pad(x, (0, {min_samples} - len(x)))`."
+        )
+    # Any NaN or inf makes the sum non-finite; only an overflowing sum needs the full check.
+    if not math.isfinite(float(clip.sum())) and not bool(torch.isfinite(clip).all()):
+        raise ValueError(f"{where} contains NaN or infinite samples; clean it first, e.g. `np.nan_to_num(x)`.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Feature extractor
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class DassFeatureExtractor(SequenceFeatureExtractor):
+    r"""DASS feature extractor: mean-removed waveform -> Kaldi log-mel fbank -> pad/cut -> normalise.
+
+    Output `input_values` is (batch, frames, num_mel_bins) float32, the layout `DassModel` takes.
+
+    Args:
+        feature_size: mel bins per frame; defaults to (and must equal) `num_mel_bins`.
+        sampling_rate: rate in Hz the model expects; other rates are refused, not resampled.
+        num_mel_bins: Kaldi mel filters.
+        max_length: frames per clip after zero-row padding / cutting (1024 frames = 10.24 s);
+            None keeps every frame and pads a batch to its longest clip.
+        padding_value: raw (pre-normalisation) fbank value of padded frames; the authors use 0.
+        do_normalize: apply `(x - mean) / (2 * std)`.
+        mean, std: the normalisation statistics (AudioSet values of the DASS authors).
+        return_attention_mask: default for `__call__`: also return which frames hold real audio.
+        backend: "torch" (built in) or "torchaudio" (`torchaudio.compliance.kaldi.fbank`, must be installed).
+    """
+
+    model_input_names = ["input_values"]
+
+    def __init__(
+        self,
+        feature_size: int | None = None,
+        sampling_rate: int = 16000,
+        num_mel_bins: int = 128,
+        max_length: int | None = 1024,
+        padding_value: float = 0.0,
+        do_normalize: bool = True,
+        mean: float = -4.2677393,
+        std: float = 4.5689974,
+        return_attention_mask: bool = False,
+        backend: str = "torch",
+        **kwargs,
+    ):
+        num_mel_bins = _positive_int(num_mel_bins, "num_mel_bins")
+        feature_size = num_mel_bins if feature_size is None else _positive_int(feature_size, "feature_size")
+        if feature_size != num_mel_bins:
+            raise ValueError(f"feature_size ({feature_size}) must equal num_mel_bins ({num_mel_bins})")
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=_sampling_rate(sampling_rate),
+            padding_value=_finite_float(padding_value, "padding_value"),
+            return_attention_mask=_bool(return_attention_mask, "return_attention_mask"),
+            **kwargs,
+        )
+        if self.padding_side != "right":
+            raise ValueError(f"DassFeatureExtractor only pads on the right, got padding_side={self.padding_side!r}")
+        self.num_mel_bins = num_mel_bins
+        self.max_length = None if max_length is None else _positive_int(max_length, "max_length")
+        self.do_normalize = _bool(do_normalize, "do_normalize")
+        self.mean = _finite_float(mean, "mean")
+        self.std = _finite_float(std, "std")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {std!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self._kernel_cache: dict = {}
+
+    def to_dict(self) -> dict:
+        """Serialisable constructor arguments; the cached window and filters are left out."""
+        output = super().to_dict()
+        output.pop("_kernel_cache", None)
+        return output
+
+    def _kernels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cached (window (window_size,), mel filters (num_mel_bins, fft_size // 2 + 1)) for the current settings."""
+        key = (self.num_mel_bins, self.sampling_rate)
+        if key not in self._kernel_cache:
+            window_size, _, fft_size = frame_geometry(self.sampling_rate)
+            filters = kaldi_mel_filters(self.num_mel_bins, fft_size, self.sampling_rate)
+            self._kernel_cache = {key: (hann_window(window_size), filters)}
+        return self._kernel_cache[key]
+
+    def __call__(
+        self,
+        raw_speech,
+        sampling_rate: int | None = None,
+        max_length=_USE_DEFAULT,
+        return_tensors=None,
+        return_attention_mask: bool | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Features of one clip or a batch of clips.
+
+        Args:
+            raw_speech: a 1-D waveform (numpy float or int16/int32 PCM, torch tensor, list of floats) or a
+                list/tuple of them; mono, at `self.sampling_rate`.
+            sampling_rate: rate of `raw_speech`; checked against `self.sampling_rate` (pass it).
+            max_length: frames per clip; defaults to `self.max_length`, None keeps all frames.
+            return_tensors: "pt", "np" or None (numpy arrays).
+            return_attention_mask: defaults to `self.return_attention_mask`.
+
+        Returns:
+            BatchFeature with "input_values" (batch, frames, num_mel_bins) float32 and, if asked,
+            "attention_mask" (batch, frames) int32: 1 for frames made from audio, 0 for padding.
+        """
+        self._check_call_rate(sampling_rate)
+        if kwargs:
+            logger.warning_once(f"DassFeatureExtractor ignores the arguments {sorted(kwargs)}")
+        waveforms = self._waveforms(raw_speech)
+        lengths = [num_frames(w.shape[0], self.sampling_rate) for w in waveforms]
+        if max_length is _USE_DEFAULT:
+            max_length = self.max_length
+        target = max(lengths) if max_length is None else _positive_int(max_length, "max_length")
+
+        features, mask = self._batch_features(waveforms, lengths, target)
+        data = {"input_values": features.numpy()}
+        if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
+            data["attention_mask"] = mask.numpy()
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _check_call_rate(self, sampling_rate) -> None:
+        """Refuse a wrong sampling rate; warn once when none is given."""
+        if sampling_rate is None:
+            logger.warning_once(
+                f"DassFeatureExtractor was called without `sampling_rate`; assuming {self.sampling_rate} Hz. "
+                "Pass `sampling_rate=` so that audio at another rate is caught instead of giving wrong features."
+            )
+        elif sampling_rate != self.sampling_rate:
+            raise ValueError(
+                f"This DASS model expects audio sampled at {self.sampling_rate} Hz, got {sampling_rate} Hz. "
+                + RESAMPLE_HINT
+            )
+
+    def _waveforms(self, raw_speech) -> list[torch.Tensor]:
+        """Validated mono float32 waveforms [(samples,), ...], one per clip."""
+        clips = raw_speech if _is_batch(raw_speech) else [raw_speech]
+        min_samples = frame_geometry(self.sampling_rate)[0]
+        waveforms = []
+        for index, clip in enumerate(clips):
+            where = f"clip {index}" if len(clips) > 1 else "the audio"
+            waveform = _as_mono(_as_tensor(clip, where), where)
+            _check_samples(waveform, where, min_samples, self.sampling_rate)
+            waveforms.append(waveform)
+        return waveforms
+
+    def _batch_features(
+        self, waveforms: list[torch.Tensor], lengths: list[int], target: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded/cut (and normalised) features (batch, target, bins) float32 and frame mask (batch, target) int32."""
+        features = torch.full((len(waveforms), target, self.num_mel_bins), self.padding_value, dtype=torch.float32)
+        mask = torch.zeros(len(waveforms), target, dtype=torch.int32)
+        for row, (waveform, length) in enumerate(zip(waveforms, lengths)):
+            kept = min(length, target)
+            self._fbank_into(features[row, :kept], waveform)
+            mask[row, :kept] = 1
+        if self.do_normalize:
+            features.sub_(self.mean).div_(self.std * 2)
+        return features, mask
+
+    def _fbank_into(self, out: torch.Tensor, waveform: torch.Tensor) -> None:
+        """Write the first out.shape[0] fbank frames (frames, bins) of the mean-removed waveform (samples,) into out."""
+        mean = waveform.mean()
+        if self.backend == "torchaudio":
+            fbank = _torchaudio_fbank(waveform - mean, self.num_mel_bins, self.sampling_rate)
+            out.copy_(fbank[: out.shape[0]])
+            return
+        window, filters = self._kernels()
+        window_size, window_shift, _ = frame_geometry(self.sampling_rate)
+        # The mean is over the whole clip, but only the samples of the kept frames need centring.
+        used = (out.shape[0] - 1) * window_shift + window_size
+        _fbank_into(out, waveform[:used] - mean, window, filters, window_shift)
+
+
+__all__ = ["DassFeatureExtractor", "kaldi_fbank", "kaldi_mel_filters", "num_frames"]
