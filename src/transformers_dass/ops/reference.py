@@ -168,3 +168,57 @@ def cross_selective_scan_reference(
             dt_proj_bias.flatten(),
         )
     return cross_merge(ys.view(batch, NUM_DIRECTIONS, channels, -1), height, width)
+
+
+def grid_orders(height: int, width: int, device=None) -> torch.Tensor:
+    """Grid positions (row-major index h * W + w) visited by each direction, (4, L) int64.
+
+    Direction 0 walks rows (W fastest), 1 walks columns (H fastest), 2 and 3 are 0 and 1 reversed.
+    """
+    rows = torch.arange(height * width, device=device)
+    cols = rows.view(height, width).t().flatten()
+    return torch.stack([rows, cols, rows.flip(0), cols.flip(0)])
+
+
+def cross_scan_channels_last_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    delta_bias: torch.Tensor,
+    height: int,
+    width: int,
+) -> torch.Tensor:
+    """The fused cross selective scan in the layout the compiled kernels take (all on the grid, row-major).
+
+    Args:
+        u: (B, L, D) inputs, L = height * width in row-major grid order, channels last.
+        delta: (B, 4, L, D) raw time steps of each direction, at grid positions (not in scan order).
+        A: (4, D, N) state matrix (negative), D: (4, D) skip, delta_bias: (4, D).
+        B, C: (B, 4, L, N) input/output projections of each direction at grid positions.
+    Returns:
+        (B, L, D) float32: for each direction k, the selective scan along its order with
+        `softplus(delta + delta_bias)`, plus `D * u`, summed over the four directions at each grid position.
+    """
+    batch, length, channels = u.shape
+    state = A.shape[-1]
+    order = grid_orders(height, width, u.device)  # (4, L)
+    u_k = u.float()[:, order]  # (B, 4, L, D) in scan order
+    delta_k = torch.gather(delta.float(), 2, order[None, :, :, None].expand(batch, -1, -1, channels))
+    B_k = torch.gather(B.float(), 2, order[None, :, :, None].expand(batch, -1, -1, state))
+    C_k = torch.gather(C.float(), 2, order[None, :, :, None].expand(batch, -1, -1, state))
+    ys = selective_scan_reference(
+        u_k.permute(0, 1, 3, 2).reshape(batch, NUM_DIRECTIONS * channels, length),
+        delta_k.permute(0, 1, 3, 2).reshape(batch, NUM_DIRECTIONS * channels, length),
+        A.reshape(NUM_DIRECTIONS * channels, state),
+        B_k.permute(0, 1, 3, 2),
+        C_k.permute(0, 1, 3, 2),
+        D.reshape(-1),
+        delta_bias.reshape(-1),
+    ).view(batch, NUM_DIRECTIONS, channels, length)
+    out = torch.zeros(batch, length, channels, dtype=torch.float32, device=u.device)
+    for k in range(NUM_DIRECTIONS):
+        out.index_add_(1, order[k], ys[:, k].transpose(1, 2))
+    return out
