@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+
     args = build_parser().parse_args(argv)
+    hf_logging.disable_progress_bar()
     try:
         return args.handler(args)
     except (FileNotFoundError, ValueError) as error:

@@ -270,6 +270,11 @@ def convert_checkpoint(
         config_kwargs.setdefault("label2id", {name: i for i, name in enumerate(names)})
         config_kwargs.setdefault("label_mids", mids)
     model = build_model(state_dict, **config_kwargs)
+    return _save_model_folder(model, output_dir)
+
+
+def _save_model_folder(model: DassForAudioClassification, output_dir) -> DassForAudioClassification:
+    """Write what `from_pretrained` and `pipeline` load: config.json, model.safetensors, preprocessor_config.json."""
     model.config.architectures = [type(model).__name__]
     model.save_pretrained(output_dir)
     DassFeatureExtractor().save_pretrained(output_dir)
@@ -303,10 +308,7 @@ def convert_hub_folder(folder: str | os.PathLike, output_dir: str | os.PathLike)
             )
     kwargs = {k: v for k, v in config.to_diff_dict().items() if k not in ("model_type", "transformers_version")}
     model = build_model(state_dict, **{**kwargs, **inferred, "id2label": config.id2label, "label2id": config.label2id})
-    model.config.architectures = [type(model).__name__]
-    model.save_pretrained(output_dir)
-    DassFeatureExtractor().save_pretrained(output_dir)
-    return model
+    return _save_model_folder(model, output_dir)
 
 
 __all__ = [
