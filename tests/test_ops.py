@@ -117,16 +117,29 @@ def test_cross_selective_scan_matches_per_direction_recurrence():
 
 
 def test_backend_resolution(monkeypatch):
+    from transformers_dass.ops.compiled import load_kernels
+
     monkeypatch.delenv("DASS_SCAN_BACKEND", raising=False)
-    assert resolve_backend("auto") == "reference"
+    assert resolve_backend("auto") == ("cpu" if load_kernels() is not None else "reference")
     assert resolve_backend("reference") == "reference"
     monkeypatch.setenv("DASS_SCAN_BACKEND", "reference")
     assert resolve_backend("auto") == "reference"
+    assert resolve_backend("reference", "cpu") == "reference"
     monkeypatch.setenv("DASS_SCAN_BACKEND", "warp-drive")
     with pytest.raises(ValueError, match="DASS_SCAN_BACKEND"):
         resolve_backend("auto")
     with pytest.raises(ValueError, match="config.scan_backend"):
         resolve_backend("bogus")
+
+
+@pytest.mark.parametrize("backend", ["cuda", "mamba_ssm"])
+def test_gpu_backends_on_cpu_tensors_fall_back_with_a_warning(backend, caplog):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.get_logger("transformers_dass.ops.dispatch").warning_once.cache_clear()
+    with caplog.at_level("WARNING"):
+        assert resolve_backend(backend, "cpu") == "reference"
+    assert f"Scan backend '{backend}' cannot run" in caplog.text
 
 
 def test_dispatch_runs_the_reference():

@@ -50,8 +50,10 @@ class DassConfig(PreTrainedConfig):
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the truncated normal used for linear weights.
         scan_backend (`str`, defaults to `"auto"`):
-            Which implementation runs the selective scan: `"auto"` picks the fastest available,
-            `"reference"` forces the PyTorch path.
+            Which implementation runs the selective scan: `"auto"` picks the fastest available for the input's
+            device (or the `DASS_SCAN_BACKEND` environment variable), `"reference"` forces the PyTorch path,
+            `"cpu"` / `"cuda"` the compiled kernels of `kernels/selective_scan`, `"mamba_ssm"` mamba-ssm's CUDA
+            scan. A backend that cannot run falls back to the reference with one warning.
         num_labels (`int`, defaults to 527):
             AudioSet classes by default. `num_classes` (Hub name) is accepted.
         problem_type (`str`, defaults to `"multi_label_classification"`):

@@ -137,6 +137,7 @@ def cross_selective_scan_reference(
     dt_proj_bias: torch.Tensor,
     A_log: torch.Tensor,
     D: torch.Tensor,
+    scan=selective_scan_reference,
 ) -> torch.Tensor:
     """The SS2D core: cross scan, per-direction projections, selective scan, cross merge.
 
@@ -147,6 +148,8 @@ def cross_selective_scan_reference(
         dt_proj_bias: (4, D) time-step bias (added inside the softplus).
         A_log: (4*D, N), the state matrix is -exp(A_log).
         D: (4*D,) skip connection.
+        scan: a function with the signature and semantics of `selective_scan_reference` (mamba-ssm's
+            `selective_scan_fn` fits).
     Returns:
         (B, D, H, W) float32, the four directions summed.
     """
@@ -158,16 +161,17 @@ def cross_selective_scan_reference(
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, x_proj_weight.float())
         dts, Bs, Cs = torch.split(x_dbl, [rank, state, state], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_proj_weight.float())
-        ys = selective_scan_reference(
-            xs.flatten(1, 2),
-            dts.flatten(1, 2),
+        ys = scan(
+            xs.flatten(1, 2).contiguous(),
+            dts.flatten(1, 2).contiguous(),
             -torch.exp(A_log.float()),
-            Bs,
-            Cs,
-            D,
-            dt_proj_bias.flatten(),
+            Bs.contiguous(),
+            Cs.contiguous(),
+            D.float(),
+            delta_bias=dt_proj_bias.flatten().float(),
+            delta_softplus=True,
         )
-    return cross_merge(ys.view(batch, NUM_DIRECTIONS, channels, -1), height, width)
+    return cross_merge(ys.float().view(batch, NUM_DIRECTIONS, channels, -1), height, width)
 
 
 def grid_orders(height: int, width: int, device=None) -> torch.Tensor:

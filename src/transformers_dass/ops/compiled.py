@@ -1,0 +1,96 @@
+"""Binding to the compiled cross-scan kernels of `kernels/selective_scan` (package `dass_selective_scan`).
+
+The C++/CUDA extension defines the ops `dass::cross_scan_fwd` and `dass::cross_scan_bwd`; this module
+registers their autograd formula and fake (meta) implementations, so that training, `torch.compile` and
+`torch.export` work through them, and maps the SS2D core onto the kernels' channels-last layout.
+Nothing is imported until a compiled backend is first asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+NUM_DIRECTIONS = 4
+
+
+@functools.lru_cache(maxsize=None)
+def load_kernels():
+    """The imported `dass_selective_scan` module with its ops registered, or None when it is not built."""
+    try:
+        import dass_selective_scan
+    except ImportError:
+        return None
+    _register_python_side()
+    return dass_selective_scan
+
+
+def kernels_have_cuda() -> bool:
+    module = load_kernels()
+    return bool(module is not None and module.has_cuda())
+
+
+def _register_python_side() -> None:
+    @torch.library.register_fake("dass::cross_scan_fwd")
+    def _fwd_fake(u, delta, A, B, C, D, delta_bias, height, width):
+        return u.new_empty(u.shape, dtype=torch.float32)
+
+    @torch.library.register_fake("dass::cross_scan_bwd")
+    def _bwd_fake(dy, u, delta, A, B, C, D, delta_bias, height, width):
+        return tuple(torch.empty_like(t) for t in (u, delta, A, B, C, D, delta_bias))
+
+    def setup_context(ctx, inputs, output):
+        u, delta, A, B, C, D, delta_bias, height, width = inputs
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias)
+        ctx.grid = (height, width)
+
+    def backward(ctx, grad_output):
+        grads = torch.ops.dass.cross_scan_bwd(grad_output.contiguous(), *ctx.saved_tensors, *ctx.grid)
+        return (*grads, None, None)
+
+    torch.library.register_autograd("dass::cross_scan_fwd", backward, setup_context=setup_context)
+
+
+def cross_selective_scan_compiled(
+    x: torch.Tensor,
+    x_proj_weight: torch.Tensor,
+    dt_proj_weight: torch.Tensor,
+    dt_proj_bias: torch.Tensor,
+    A_log: torch.Tensor,
+    D: torch.Tensor,
+) -> torch.Tensor:
+    """SS2D core through the compiled kernel; same contract as `cross_selective_scan_reference`:
+    x (B, D, H, W) -> (B, D, H, W) float32 (a channels-last view: no copy when x is channels-last).
+
+    The per-direction projections are computed on the grid (they are pointwise), so the four scan orders
+    are never materialised: the kernel walks them itself.
+    """
+    if load_kernels() is None:
+        raise RuntimeError(
+            "The compiled DASS scan is not built: `pip install --no-build-isolation ./kernels/selective_scan`, "
+            "or use scan_backend='reference'."
+        )
+    batch, channels, height, width = x.shape
+    rank = dt_proj_weight.shape[-1]
+    state = A_log.shape[-1]
+    # CPU kernels compute in float32; CUDA kernels also read half precision.
+    dtype = x.dtype if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) else torch.float32
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        u = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels).to(dtype)
+        proj = (u @ x_proj_weight.to(dtype).flatten(0, 1).t()).view(batch, -1, NUM_DIRECTIONS, rank + 2 * state)
+        delta = torch.einsum("blkr,kdr->bkld", proj[..., :rank], dt_proj_weight.to(dtype))
+        Bs = proj[..., rank : rank + state].permute(0, 2, 1, 3)
+        Cs = proj[..., rank + state :].permute(0, 2, 1, 3)
+        y = torch.ops.dass.cross_scan_fwd(
+            u.contiguous(),
+            delta.contiguous(),
+            -torch.exp(A_log.float()).view(NUM_DIRECTIONS, channels, state),
+            Bs.contiguous(),
+            Cs.contiguous(),
+            D.float().view(NUM_DIRECTIONS, channels),
+            dt_proj_bias.float().contiguous(),
+            height,
+            width,
+        )
+    return y.view(batch, height, width, channels).permute(0, 3, 1, 2)
