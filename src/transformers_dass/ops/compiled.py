@@ -64,13 +64,9 @@ def cross_selective_scan_compiled(
     x (B, D, H, W) -> (B, D, H, W) float32 (a channels-last view: no copy when x is channels-last).
 
     The per-direction projections are computed on the grid (they are pointwise), so the four scan orders
-    are never materialised: the kernel walks them itself.
+    are never materialised: the kernel walks them itself. Call it through `dispatch.cross_selective_scan`,
+    which loads the kernels first.
     """
-    if load_kernels() is None:
-        raise RuntimeError(
-            "The compiled DASS scan is not built: `pip install --no-build-isolation ./kernels/selective_scan`, "
-            "or use scan_backend='reference'."
-        )
     batch, channels, height, width = x.shape
     rank = dt_proj_weight.shape[-1]
     state = A_log.shape[-1]

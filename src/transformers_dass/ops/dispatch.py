@@ -56,6 +56,9 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     return [name for name in _IMPLEMENTATIONS if _unavailable_reason(name, device) is None]
 
 
+# Resolution reads the environment and imports lazily; under torch.compile/export it runs once at trace time
+# and its answer is baked into the graph.
+@torch.compiler.assume_constant_result
 def resolve_backend(requested: str = "auto", device: torch.device | str | None = None) -> str:
     """Turn "auto" (or the environment override) into a concrete backend that can run on `device`."""
     device = torch.device(device if device is not None else "cpu")
