@@ -299,7 +299,9 @@ class DassModel(DassPreTrainedModel):
         super().__init__(config)
         self.config = config
         self.embeddings = DassPatchEmbeddings(config)
-        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        num_blocks = sum(config.depths)
+        # Stochastic depth grows linearly from 0 to drop_path_rate over all blocks.
+        rates = [config.drop_path_rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)]
         starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
         self.stages = nn.ModuleList(
             DassStage(config, i, rates[start : start + depth])
