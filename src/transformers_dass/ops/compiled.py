@@ -70,7 +70,7 @@ def cross_selective_scan_compiled(
     batch, channels, height, width = x.shape
     rank = dt_proj_weight.shape[-1]
     state = A_log.shape[-1]
-    # CPU kernels compute in float32; CUDA kernels also read half precision.
+    # CPU kernels compute in float32; CUDA kernels also read u and delta in half precision (B, C in float32).
     dtype = x.dtype if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) else torch.float32
     with torch.autocast(device_type=x.device.type, enabled=False):
         u = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels).to(dtype)
@@ -82,8 +82,8 @@ def cross_selective_scan_compiled(
             u.contiguous(),
             delta.contiguous(),
             -torch.exp(A_log.float()).view(NUM_DIRECTIONS, channels, state),
-            Bs.contiguous(),
-            Cs.contiguous(),
+            Bs.float().contiguous(),
+            Cs.float().contiguous(),
             D.float().view(NUM_DIRECTIONS, channels),
             dt_proj_bias.float().contiguous(),
             height,
