@@ -75,7 +75,8 @@ OUT_DIR="$(mktemp -d)"
 trap 'rm -rf "$OUT_DIR"' EXIT
 
 # torch's CUDAExtension adds the __CUDA_NO_* defines and --expt-relaxed-constexpr; setup.py adds -O3
-# -std=c++17 -lineinfo. The two diagnostics silenced are torch headers' C++20 bit-field initialisers.
+# -lineinfo (torch supplies -std=c++20 for the real build; this check compiles them as C++17,
+# which they must also satisfy). The two diagnostics silenced are torch headers' C++20 bit-field initialisers.
 FLAGS=(
   -c -O3 -std=c++17 -lineinfo
   -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__
