@@ -122,3 +122,17 @@ def test_conversion_script(tmp_path, original_tiny_weights):
     assert "depths [1, 2, 2, 1]" in result.stdout
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"config.json", "model.safetensors", "preprocessor_config.json"}
     assert isinstance(DassForAudioClassification.from_pretrained(tmp_path / "out"), DassForAudioClassification)
+
+
+def test_hub_folder_converts_with_its_labels_or_a_csv(tmp_path, original_tiny):
+    folder = require_fixture("hub_tiny")
+    kept = convert_checkpoint(folder, tmp_path / "kept")
+    assert kept.config.id2label[3] == "label_3" and kept.config.drop_path_rate == 0.2
+    labels = tmp_path / "labels.csv"
+    labels.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i:03d},Sound {i}\n" for i in range(10)))
+    relabelled = convert_checkpoint(folder, tmp_path / "relabelled", labels_csv=labels)
+    assert relabelled.config.id2label[3] == "Sound 3" and relabelled.config.label_mids[3] == "/m/003"
+    assert relabelled.config.drop_path_rate == 0.2
+    model = AutoModelForAudioClassification.from_pretrained(tmp_path / "relabelled")
+    with torch.no_grad():
+        torch.testing.assert_close(model(original_tiny["input.T200"]).logits, original_tiny["logits.T200"], atol=1e-4, rtol=0)

@@ -91,7 +91,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def detect_layout(keys) -> str:
     """'hub' for the remote-code layout, 'original' for the released .pth layout (with or without prefix)."""
     keys = list(keys)
-    if any(k.startswith("dass.patch_embeddings.") for k in keys):
+    if _is_hub_layout(keys):
         return "hub"
     if any(_strip_original_prefix(k).startswith("patch_embed.") for k in keys):
         return "original"
@@ -101,6 +101,10 @@ def detect_layout(keys) -> str:
         "Not a DASS checkpoint: found no patch-embedding weights (`module.v.patch_embed.*` in released .pth files, "
         f"`dass.patch_embeddings.*` in Hub files). First keys: {keys[:5]}"
     )
+
+
+def _is_hub_layout(keys) -> bool:
+    return any(k.startswith("dass.patch_embeddings.") for k in keys)
 
 
 def _strip_original_prefix(key: str) -> str:
@@ -255,21 +259,18 @@ def convert_checkpoint(
     (config.json + model.safetensors) is accepted too and keeps its config's labels unless a CSV is given.
     """
     if Path(checkpoint).is_dir():
-        model = convert_hub_folder(checkpoint, output_dir)
-        if labels_csv is None:
-            return model
-        state_dict = model.state_dict()
+        native, folder_kwargs = _read_hub_folder(checkpoint)
     else:
-        state_dict = load_checkpoint(checkpoint)
+        native, folder_kwargs = to_native_state_dict(load_checkpoint(checkpoint)), {}
     if labels_csv is not None:
         names, mids = read_labels_csv(labels_csv)
-        num_labels = infer_config_kwargs(to_native_state_dict(state_dict))["num_labels"]
+        num_labels = infer_config_kwargs(native)["num_labels"]
         if len(names) != num_labels:
             raise ValueError(f"{labels_csv} lists {len(names)} labels but the checkpoint's head has {num_labels}.")
         config_kwargs.setdefault("id2label", dict(enumerate(names)))
         config_kwargs.setdefault("label2id", {name: i for i, name in enumerate(names)})
         config_kwargs.setdefault("label_mids", mids)
-    model = build_model(state_dict, **config_kwargs)
+    model = build_model(native, **{**folder_kwargs, **config_kwargs})
     return _save_model_folder(model, output_dir)
 
 
@@ -287,19 +288,17 @@ def is_hub_remote_code_folder(folder: str | os.PathLike) -> bool:
     if not weights.is_file():
         return False
     with safe_open(str(weights), framework="pt") as handle:
-        keys = list(handle.keys())
-    return any(k.startswith("dass.patch_embeddings.") for k in keys)
+        return _is_hub_layout(handle.keys())
 
 
-def convert_hub_folder(folder: str | os.PathLike, output_dir: str | os.PathLike) -> DassForAudioClassification:
-    """Rewrite a Hub remote-code folder (config.json with `num_classes`, `dims`, ... and `dass.*` weights) in
-    this package's layout, keeping the folder's config values (labels, drop path, ...)."""
+def _read_hub_folder(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """A Hub remote-code folder's weights in native names, and its config values (labels, drop path, ...)
+    as `DassConfig` keyword arguments; refuses a config.json that contradicts the weights."""
     folder = Path(folder)
     with open(folder / "config.json", encoding="utf-8") as handle:
         hub_config = json.load(handle)
     config = DassConfig.from_dict({k: v for k, v in hub_config.items() if k not in ("architectures", "auto_map")})
-    state_dict = load_file(str(folder / "model.safetensors"))
-    native = to_native_state_dict(state_dict)
+    native = to_native_state_dict(load_file(str(folder / "model.safetensors")))
     inferred = infer_config_kwargs(native)
     for name in ("dims", "depths", "d_state"):
         if getattr(config, name) != inferred.get(name, getattr(config, name)):
@@ -307,8 +306,14 @@ def convert_hub_folder(folder: str | os.PathLike, output_dir: str | os.PathLike)
                 f"{folder}/config.json says {name}={getattr(config, name)} but the weights have {inferred[name]}."
             )
     kwargs = {k: v for k, v in config.to_diff_dict().items() if k not in ("model_type", "transformers_version")}
-    model = build_model(state_dict, **{**kwargs, **inferred, "id2label": config.id2label, "label2id": config.label2id})
-    return _save_model_folder(model, output_dir)
+    return native, {**kwargs, **inferred, "id2label": config.id2label, "label2id": config.label2id}
+
+
+def convert_hub_folder(folder: str | os.PathLike, output_dir: str | os.PathLike) -> DassForAudioClassification:
+    """Rewrite a Hub remote-code folder (config.json with `num_classes`, `dims`, ... and `dass.*` weights) in
+    this package's layout, keeping the folder's config values (labels, drop path, ...)."""
+    native, kwargs = _read_hub_folder(folder)
+    return _save_model_folder(build_model(native, **kwargs), output_dir)
 
 
 __all__ = [
