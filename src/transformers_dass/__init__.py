@@ -16,6 +16,7 @@ from .modeling_dass import (
     DassModelOutput,
     DassPreTrainedModel,
 )
+from .niah import make_haystack, make_haystack_waveform
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,17 @@ def _register_auto_classes() -> None:
 
 _register_auto_classes()
 
+
+def load_niah_metric(**kwargs):
+    """The Audio Needle In A Haystack metric as an `evaluate` module (offline); needs the `niah` extra.
+
+    See `transformers_dass.metrics.niah.load_niah_metric`; imported lazily so that `evaluate` stays optional.
+    """
+    from .metrics.niah import load_niah_metric as _load
+
+    return _load(**kwargs)
+
+
 __all__ = [
     "DassAudioClassifierOutput",
     "DassConfig",
@@ -42,4 +54,7 @@ __all__ = [
     "DassModel",
     "DassModelOutput",
     "DassPreTrainedModel",
+    "load_niah_metric",
+    "make_haystack",
+    "make_haystack_waveform",
 ]
