@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Config-only model folders (random initialisation) for the demo run: a DASS student and an AST teacher.
+
+    python reports/demo/make_init_configs.py --labels-csv DATA/labels.csv --output-dir RUNS/init
+
+Student: DASS with dims 32/64/128/256, depths 1/1/2/1 (1.5M parameters, 6 MB in float32).
+Teacher: transformers' AST, hidden 192, 4 layers, 3 heads, 16x16 patches without overlap (2.0M parameters,
+504 patches per 10 s) -- the largest AST that trains in reasonable time on a 2-core CPU.
+Both read the same normalised kaldi fbank (DassFeatureExtractor, 1024 frames).
+"""
+
+import argparse
+
+from transformers import ASTConfig
+
+from transformers_dass import DassConfig, DassFeatureExtractor
+from transformers_dass.data import LabelEncoder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labels-csv", required=True)
+    parser.add_argument("--output-dir", required=True)
+    args = parser.parse_args()
+    encoder = LabelEncoder.from_csv(args.labels_csv)
+    labels = {
+        "num_labels": encoder.num_labels,
+        "id2label": dict(enumerate(encoder.names)),
+        "label2id": {name: i for i, name in enumerate(encoder.names)},
+        "problem_type": "multi_label_classification",
+    }
+    student = DassConfig(dims=[32, 64, 128, 256], depths=[1, 1, 2, 1], drop_path_rate=0.1, label_mids=encoder.mids, **labels)
+    teacher = ASTConfig(
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=768,
+        frequency_stride=16,
+        time_stride=16,
+        max_length=1024,
+        **labels,
+    )
+    teacher.label_mids = encoder.mids
+    for name, config in (("student", student), ("ast_teacher", teacher)):
+        config.save_pretrained(f"{args.output_dir}/{name}")
+        DassFeatureExtractor().save_pretrained(f"{args.output_dir}/{name}")
+
+
+if __name__ == "__main__":
+    main()
