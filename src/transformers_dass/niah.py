@@ -230,7 +230,12 @@ def make_noise(
     num_samples = _count(num_samples, "num_samples")
     reference_rms = _reference_rms(reference_rms)
     chunks = _scaled_noise_chunks(noise, num_samples, reference_rms, _finite(snr_db, "snr_db"), seed, sampling_rate)
-    return torch.cat(list(chunks))
+    out = torch.empty(num_samples)
+    written = 0
+    for chunk in chunks:
+        out[written : written + chunk.shape[0]] = chunk
+        written += chunk.shape[0]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -361,7 +366,9 @@ def haystack_features(
     if frames == 0:
         raise ValueError(f"the waveform has {waveform.shape[0]} samples, fewer than one fbank window")
     mean, std = _finite(mean, "mean"), _finite(std, "std")
-    centre = float(waveform.double().mean())
+    # The mean in float64, a chunk at a time (a float64 copy of hours of audio would be gigabytes).
+    starts = range(0, waveform.shape[0], NOISE_CHUNK_SAMPLES)
+    centre = sum(float(waveform[i : i + NOISE_CHUNK_SAMPLES].double().sum()) for i in starts) / waveform.shape[0]
     out = torch.empty(frames, num_mel_bins)
     chunks = (waveform[i : i + NOISE_CHUNK_SAMPLES] - centre for i in range(0, waveform.shape[0], NOISE_CHUNK_SAMPLES))
     written = 0
