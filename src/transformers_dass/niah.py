@@ -225,7 +225,8 @@ def make_noise(
         seed: int or sequence of ints; the same seed gives the same noise (for a recording: the same start offset).
 
     Returns:
-        (num_samples,) float32. The noise of a shorter length is a prefix of the noise of a longer one.
+        (num_samples,) float32. The raw noise of a shorter length is the start of a longer one's; the centring and
+        scaling are measured over the whole length.
     """
     num_samples = _count(num_samples, "num_samples")
     reference_rms = _reference_rms(reference_rms)
