@@ -2,6 +2,7 @@
 
     dass classify FILE [FILE ...] --model DIR [--top-k K] [--json]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
+    dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
 """
 
 from __future__ import annotations
@@ -76,6 +77,41 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timeline(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import DassForAudioClassification
+    from .demo_model import demo_model_path
+    from .feature_extraction_dass import DassFeatureExtractor
+    from .timeline import plot_timeline, segments, timeline_of_file, write_csv
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise SystemExit(f"--threshold must be a probability in [0, 1], got {args.threshold}.")
+    if args.smoothing < 1 or args.smoothing % 2 == 0:
+        raise SystemExit(f"--smoothing must be an odd number of steps >= 1 (1 = none), got {args.smoothing}.")
+    if args.top_labels < 1:
+        raise SystemExit(f"--top-labels must be >= 1, got {args.top_labels}.")
+    model_dir = args.model or demo_model_path()
+    model = DassForAudioClassification.from_pretrained(model_dir).eval()
+    extractor = _load_extractor(model_dir, DassFeatureExtractor)
+    timeline = timeline_of_file(args.file, model, extractor, smoothing=args.smoothing)
+    found = segments(timeline, args.threshold)
+    stem = Path(args.file).stem
+    csv_path = args.csv or f"{stem}.timeline.csv"
+    write_csv(found, csv_path)
+    print(f"{args.file}: {timeline.times[-1, 1]:.2f} s, {len(timeline.times)} steps; {len(found)} segments -> {csv_path}")
+    if args.no_png:
+        return 0
+    png_path = args.png or f"{stem}.timeline.png"
+    try:
+        plot_timeline(timeline, png_path, top_labels=min(args.top_labels, len(timeline.labels)), title=Path(args.file).name)
+    except ImportError as error:
+        print(f"dass timeline: {'error' if args.png else 'warning'}: no PNG written: {error}", file=sys.stderr)
+        return 2 if args.png else 0
+    print(f"plot of the {min(args.top_labels, len(timeline.labels))} strongest labels -> {png_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dass", description="DASS audio tagging (transformers-dass).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--output-dir", required=True)
     convert.add_argument("--labels-csv", help="AudioSet class_labels_indices.csv (index,mid,display_name).")
     convert.set_defaults(handler=_convert)
+
+    timeline = commands.add_parser(
+        "timeline", help="When sounds happen: scores every 0.32 s over a whole file, as CSV segments and a PNG."
+    )
+    timeline.add_argument("file", metavar="FILE", help="Audio file of any length (read in blocks).")
+    timeline.add_argument("--model", help="Folder (or Hub id) of a DASS model (default: the bundled demo model).")
+    timeline.add_argument("--threshold", type=float, default=0.5, help="Score from which a step counts (default 0.5).")
+    timeline.add_argument("--smoothing", type=int, default=1, help="Moving average over N steps, N odd (default 1: none).")
+    timeline.add_argument("--top-labels", type=int, default=10, help="Labels in the PNG, the strongest first (default 10).")
+    timeline.add_argument("--csv", help="Segments CSV (start_s,end_s,label,score); default FILE_STEM.timeline.csv.")
+    timeline.add_argument("--png", help="Plot (needs matplotlib); default FILE_STEM.timeline.png.")
+    timeline.add_argument("--no-png", action="store_true", help="Write the CSV only.")
+    timeline.set_defaults(handler=_timeline)
     return parser
 
 

@@ -12,6 +12,7 @@ from .ops import SCAN_BACKENDS
 _HUB_ALIASES = {"num_classes": "num_labels"}
 # Hub remote-code fields that carry no information for this implementation.
 _HUB_IGNORED = ("max_length", "use_checkpoint", "auto_map")
+INFERENCE_MODES = ("auto", "lean", "standard")
 
 
 class DassConfig(PreTrainedConfig):
@@ -54,6 +55,13 @@ class DassConfig(PreTrainedConfig):
             device (or the `DASS_SCAN_BACKEND` environment variable), `"reference"` forces the PyTorch path,
             `"cpu"` / `"cuda"` the compiled kernels of `kernels/selective_scan`, `"mamba_ssm"` mamba-ssm's CUDA
             scan. A backend that cannot run falls back to the reference with one warning.
+        inference_mode (`str`, defaults to `"auto"`):
+            `"standard"`: the plain forward. `"lean"`: the memory-lean forward of `lean_inference.py` (same
+            outputs within float rounding, a fraction of the memory; inference only: eval mode, no autograd).
+            `"auto"`: lean in inference (eval mode, gradients off) for inputs of at least
+            `lean_threshold_frames` frames, standard otherwise. `forward(..., inference_mode=)` overrides it.
+        lean_threshold_frames (`int`, defaults to 6000):
+            Input frames (10 ms each) from which `"auto"` takes the lean path.
         num_labels (`int`, defaults to 527):
             AudioSet classes by default. `num_classes` (Hub name) is accepted.
         problem_type (`str`, defaults to `"multi_label_classification"`):
@@ -89,6 +97,8 @@ class DassConfig(PreTrainedConfig):
         hidden_act: str = "gelu",
         initializer_range: float = 0.02,
         scan_backend: str = "auto",
+        inference_mode: str = "auto",
+        lean_threshold_frames: int = 6000,
         label_mids: list[str] | None = None,
         **kwargs,
     ):
@@ -119,6 +129,8 @@ class DassConfig(PreTrainedConfig):
         self.hidden_act = hidden_act
         self.initializer_range = initializer_range
         self.scan_backend = scan_backend
+        self.inference_mode = inference_mode
+        self.lean_threshold_frames = lean_threshold_frames
         self.label_mids = label_mids
         super().__init__(**kwargs)
         self._validate(embed_dim)
@@ -185,6 +197,12 @@ class DassConfig(PreTrainedConfig):
             fail(f"`layer_norm_eps` must be positive, got {self.layer_norm_eps}.")
         if self.scan_backend not in SCAN_BACKENDS:
             fail(f"`scan_backend` must be one of {SCAN_BACKENDS}, got {self.scan_backend!r}.")
+        if self.inference_mode not in INFERENCE_MODES:
+            fail(f"`inference_mode` must be one of {INFERENCE_MODES}, got {self.inference_mode!r}.")
+        if isinstance(self.lean_threshold_frames, bool) or not isinstance(self.lean_threshold_frames, int) or (
+            self.lean_threshold_frames < 1
+        ):
+            fail(f"`lean_threshold_frames` must be a positive integer, got {self.lean_threshold_frames!r}.")
         allowed_problems = (None, "regression", "single_label_classification", "multi_label_classification")
         if self.problem_type not in allowed_problems:
             fail(f"`problem_type` must be one of {allowed_problems}, got {self.problem_type!r}.")

@@ -27,7 +27,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
-from .configuration_dass import DassConfig
+from .configuration_dass import INFERENCE_MODES, DassConfig
+from .lean_inference import lean_forward
 from .ops import cross_selective_scan
 
 logger = logging.get_logger(__name__)
@@ -65,11 +66,18 @@ class DassAudioClassifierOutput(ModelOutput):
             Scores before sigmoid / softmax.
         hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
             As in `DassModelOutput.hidden_states`.
+        frame_logits (`torch.FloatTensor` of shape `(batch, time_steps, num_labels)`, returned with
+            `return_frame_logits=True`):
+            Scores of each time step of the last feature map (`time_steps = ceil(frames / 32)`): the map pooled
+            over frequency only, then the classifier applied per step. Their mean over time equals `logits`.
+            Step `j` sits over input frames `[32 j, 32 (j + 1))` (see `frame_step_times`); the scan mixes the
+            whole clip into every step, so this places a step, it does not bound what it saw.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    frame_logits: torch.FloatTensor | None = None
 
 
 def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -330,17 +338,39 @@ class DassModel(DassPreTrainedModel):
         if input_values.shape[0] == 0 or input_values.shape[1] == 0:
             raise ValueError(f"`input_values` is empty: shape {tuple(input_values.shape)}; give at least one frame.")
 
+    def _use_lean_path(self, input_values: torch.Tensor, inference_mode: str | None) -> bool:
+        """Whether this call takes the memory-lean path (see `DassConfig.inference_mode`)."""
+        mode = inference_mode if inference_mode is not None else self.config.inference_mode
+        if mode not in INFERENCE_MODES:
+            raise ValueError(f"`inference_mode` must be one of {INFERENCE_MODES}, got {mode!r}.")
+        inferring = not self.training and not torch.is_grad_enabled()
+        if mode == "lean" and not inferring:
+            raise ValueError(
+                "inference_mode='lean' runs inference only: call `model.eval()` and run it under `torch.no_grad()` "
+                "or `torch.inference_mode()`, or pass inference_mode='standard' to train or take gradients."
+            )
+        if mode == "auto":
+            return inferring and input_values.shape[1] >= self.config.lean_threshold_frames
+        return mode == "lean"
+
     def forward(
         self,
         input_values: torch.Tensor,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        inference_mode: str | None = None,
+        show_progress: bool = False,
         **kwargs,
     ) -> DassModelOutput | tuple:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
                 Normalised kaldi fbank features from `DassFeatureExtractor`; any number of frames >= 1.
+            inference_mode (`str`, *optional*):
+                `"auto"`, `"lean"` or `"standard"`; defaults to `config.inference_mode`. The lean path computes
+                the same outputs layer by layer in chunks, in a fraction of the memory (inference only).
+            show_progress (`bool`, defaults to `False`):
+                On the lean path, a progress bar over the layers (for long inputs).
         """
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -350,16 +380,19 @@ class DassModel(DassPreTrainedModel):
 
         # (B, T, F) -> one-channel image (B, 1, F, T): height = frequency, width = time.
         pixel_values = input_values.transpose(1, 2).unsqueeze(1).to(self.embeddings.conv1.weight.dtype)
-        hidden_states = self.embeddings(pixel_values)
-        all_hidden_states = (channels_first(hidden_states),) if output_hidden_states else None
-
-        for stage in self.stages:
-            for block in stage.blocks:
-                hidden_states = block(hidden_states)
-            if output_hidden_states:
-                all_hidden_states += (channels_first(hidden_states),)
-            if stage.downsample is not None:
-                hidden_states = stage.downsample(hidden_states)
+        if self._use_lean_path(input_values, inference_mode):
+            # The same layers in chunks, residuals updated in place: for hours of audio (lean_inference.py).
+            hidden_states, all_hidden_states = lean_forward(self, pixel_values, output_hidden_states, show_progress)
+        else:
+            hidden_states = self.embeddings(pixel_values)
+            all_hidden_states = (channels_first(hidden_states),) if output_hidden_states else None
+            for stage in self.stages:
+                for block in stage.blocks:
+                    hidden_states = block(hidden_states)
+                if output_hidden_states:
+                    all_hidden_states += (channels_first(hidden_states),)
+                if stage.downsample is not None:
+                    hidden_states = stage.downsample(hidden_states)
 
         hidden_states = self.layernorm(hidden_states)
         pooled_output = hidden_states.mean(dim=(1, 2))
@@ -386,6 +419,9 @@ class DassForAudioClassification(DassPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        return_frame_logits: bool = False,
+        inference_mode: str | None = None,
+        show_progress: bool = False,
         **kwargs,
     ) -> DassAudioClassifierOutput | tuple:
         r"""
@@ -395,16 +431,59 @@ class DassForAudioClassification(DassPreTrainedModel):
             labels (`torch.Tensor`, *optional*):
                 Multi-label: `(batch, num_labels)` multi-hot (soft targets allowed). Single-label: `(batch,)`
                 class indices. Regression: `(batch, num_labels)` or `(batch,)` when `num_labels == 1`.
+            return_frame_logits (`bool`, defaults to `False`):
+                Also return `frame_logits` (batch, time_steps, num_labels): scores over time.
+            inference_mode, show_progress: as in `DassModel.forward`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.dass(input_values, output_hidden_states=output_hidden_states, return_dict=True)
+        outputs = self.dass(
+            input_values,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            inference_mode=inference_mode,
+            show_progress=show_progress,
+        )
         logits = self.classifier(outputs.pooler_output)
         loss = self.compute_loss(logits, labels) if labels is not None else None
+        frame_logits = None
+        if return_frame_logits:
+            # (B, C, F', T'): pool over frequency only, then the (linear) head at every time step, so that
+            # the time average of frame_logits is the clip's logits.
+            frame_logits = self.classifier(outputs.last_hidden_state.mean(dim=2).transpose(1, 2))
 
         if not return_dict:
-            output = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
+            output = (logits,) + tuple(v for v in (outputs.hidden_states, frame_logits) if v is not None)
             return ((loss,) + output) if loss is not None else output
-        return DassAudioClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return DassAudioClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, frame_logits=frame_logits
+        )
+
+    def _strided_convs(self) -> list[nn.Conv2d]:
+        """The convolutions that shrink time, in order: the patch embedding's two, then each downsampling."""
+        convs = [self.dass.embeddings.conv1, self.dass.embeddings.conv2]
+        return convs + [stage.downsample.conv for stage in self.dass.stages if stage.downsample is not None]
+
+    @property
+    def frames_per_step(self) -> int:
+        """Input frames per time step of the last feature map: the product of the time strides (32 for DASS,
+        0.32 s at a 10 ms hop)."""
+        return math.prod(conv.stride[1] for conv in self._strided_convs())
+
+    def frame_step_times(self, num_frames: int, frame_shift: float = 0.01) -> torch.Tensor:
+        """(time_steps, 2) start and end in seconds of the input frames under each step of `frame_logits`.
+
+        Step `j` covers frames `[j * frames_per_step, min((j + 1) * frames_per_step, num_frames))`, frame `i`
+        starting at `i * frame_shift` seconds (10 ms for `DassFeatureExtractor`).
+        """
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"num_frames must be a positive integer (input frames), got {num_frames!r}")
+        steps = num_frames
+        for conv in self._strided_convs():  # the time size after each strided convolution
+            steps = (steps + 2 * conv.padding[1] - conv.kernel_size[1]) // conv.stride[1] + 1
+        starts = torch.arange(steps, dtype=torch.float64) * self.frames_per_step
+        ends = (starts + self.frames_per_step).clamp(max=num_frames)
+        ends[-1] = num_frames
+        return torch.stack([starts, ends], dim=1) * frame_shift
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss chosen by `config.problem_type` (inferred from the labels when unset, as transformers does)."""

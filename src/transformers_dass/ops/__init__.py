@@ -1,6 +1,7 @@
 """Cross selective scan: the reference PyTorch code and the dispatch to compiled backends."""
 
 from .dispatch import SCAN_BACKENDS, available_backends, cross_selective_scan, resolve_backend
+from .inplace import cross_scan_channels_last, cross_selective_scan_inplace
 from .reference import cross_merge, cross_scan, cross_selective_scan_reference, selective_scan_reference
 
 __all__ = [
@@ -8,6 +9,8 @@ __all__ = [
     "available_backends",
     "cross_merge",
     "cross_scan",
+    "cross_scan_channels_last",
+    "cross_selective_scan_inplace",
     "cross_selective_scan",
     "cross_selective_scan_reference",
     "resolve_backend",
