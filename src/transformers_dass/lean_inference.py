@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ops import cross_selective_scan_inplace
+from .ops.inplace import scratch
 
 if TYPE_CHECKING:
     from .modeling_dass import DassBlock, DassDownsample, DassModel, DassPatchEmbeddings
@@ -115,7 +116,7 @@ def _add_positionwise_(target: torch.Tensor, source: torch.Tensor, fn: Callable[
         target_rows[start:stop] += fn(source_rows[start:stop])
 
 
-def _ss2d_input(block: DassBlock, hidden: torch.Tensor) -> torch.Tensor:
+def _ss2d_input(block: DassBlock, hidden: torch.Tensor, buffers: dict | None = None) -> torch.Tensor:
     """SiLU(depthwise conv(in_proj(LN(hidden)))) by time chunks: (B, H, W, C) -> (B, H, W, inner) contiguous."""
     mixer = block.mixer
     batch, height, width, _ = hidden.shape
@@ -123,17 +124,20 @@ def _ss2d_input(block: DassBlock, hidden: torch.Tensor) -> torch.Tensor:
     def projected(start: int, stop: int) -> torch.Tensor:
         return _channels_first(mixer.in_proj(block.layernorm_before(hidden[:, :, start:stop])))
 
-    out = hidden.new_empty((batch, height, width, mixer.inner_dim))
+    out = scratch(buffers, "ss2d", (batch, height, width, mixer.inner_dim), hidden.dtype, hidden.device)
     for start, stop in _spans(width, _columns_per_chunk(batch, height)):
         out[:, :, start:stop] = _channels_last(mixer.act(_conv_columns(mixer.conv2d, projected, width, start, stop)))
     return out
 
 
-def block_(block: DassBlock, hidden: torch.Tensor) -> torch.Tensor:
-    """One VSS block, x + SS2D(LN(x)) then x + MLP(LN(x)), updating `hidden` (B, H, W, C) in place."""
+def block_(block: DassBlock, hidden: torch.Tensor, buffers: dict | None = None) -> torch.Tensor:
+    """One VSS block, x + SS2D(LN(x)) then x + MLP(LN(x)), updating `hidden` (B, H, W, C) in place.
+
+    `buffers`: a dict keeping the large temporaries for the next block of the same size (see `ops.scratch`).
+    """
     mixer = block.mixer
     scanned = cross_selective_scan_inplace(
-        _ss2d_input(block, hidden),
+        _ss2d_input(block, hidden, buffers),
         mixer.x_proj_weight,
         mixer.dt_proj_weight,
         mixer.dt_proj_bias,
@@ -142,6 +146,7 @@ def block_(block: DassBlock, hidden: torch.Tensor) -> torch.Tensor:
         backend=mixer.scan_backend,
         slice_bytes=SCAN_SLICE_BYTES,
         position_chunk=POSITION_CHUNK,
+        buffers=buffers,
     )
     _add_positionwise_(hidden, scanned, lambda rows: mixer.out_proj(mixer.out_norm(rows)))
     del scanned
@@ -173,9 +178,11 @@ def lean_forward(
     # The blocks update `hidden` in place, so the embedding's map is copied when it must be returned.
     all_hidden = (_channels_first(hidden.clone()),) if output_hidden_states else None
     for stage in model.stages:
+        buffers = {}  # the blocks of a stage reuse their temporaries; the next stage's are smaller
         for block in stage.blocks:
-            block_(block, hidden)
+            block_(block, hidden, buffers)
             bar.update()
+        del buffers
         if output_hidden_states:
             all_hidden += (_channels_first(hidden),)
         if stage.downsample is not None:

@@ -13,6 +13,8 @@ L = H * W grid positions in row-major order.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .dispatch import resolve_backend
@@ -53,6 +55,25 @@ def cross_scan_channels_last(
     return cross_scan_channels_last_reference(u, delta, A, B, C, D, delta_bias, height, width)
 
 
+def scratch(
+    buffers: dict | None, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """An uninitialised contiguous tensor of `shape`.
+
+    With a `buffers` dict, the memory kept there under `name` is reused (and replaced by a larger one when too
+    small). Large fresh allocations come from the OS page by page on first touch, which costs about as much
+    as the arithmetic of a cheap step, so loops over blocks keep reusing the same buffers.
+    """
+    numel = math.prod(shape)
+    if buffers is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    flat = buffers.get(name)
+    if flat is None or flat.numel() < numel or flat.dtype != dtype or flat.device != device:
+        buffers.pop(name, None)  # free the old one before allocating its replacement
+        flat = buffers[name] = torch.empty(numel, dtype=dtype, device=device)
+    return flat[:numel].view(shape)
+
+
 def channel_slice_width(channels: int, batch: int, length: int, slice_bytes: int = DEFAULT_SLICE_BYTES) -> int:
     """Channels per scan call so that its (batch, 4, length, width) float32 time steps fit `slice_bytes`."""
     per_channel = batch * NUM_DIRECTIONS * length * 4
@@ -71,6 +92,7 @@ def cross_selective_scan_inplace(
     backend: str = "auto",
     slice_bytes: int = DEFAULT_SLICE_BYTES,
     position_chunk: int = DEFAULT_POSITION_CHUNK,
+    buffers: dict | None = None,
 ) -> torch.Tensor:
     """SS2D core of `cross_selective_scan`, overwriting its channels-last input with the output.
 
@@ -80,6 +102,7 @@ def cross_selective_scan_inplace(
         backend: a scan backend name, resolved as `cross_selective_scan` does.
         slice_bytes: memory for one channel slice's time steps (the largest temporary).
         position_chunk: grid positions per chunk of the (dt, B, C) projection.
+        buffers: a dict in which to keep the temporaries for the next call (see `scratch`); None: no reuse.
 
     Returns:
         `u`, now holding the four directions' outputs summed, (B, H, W, D) (computed in float32, stored in
@@ -94,9 +117,9 @@ def cross_selective_scan_inplace(
     grid = u.view(batch, length, channels)
 
     # Projections of every position onto each direction's (dt, B, C), stored as the kernels take them.
-    dt_low = u.new_empty((batch, NUM_DIRECTIONS, length, rank), dtype=torch.float32)
-    Bs = u.new_empty((batch, NUM_DIRECTIONS, length, state), dtype=torch.float32)
-    Cs = torch.empty_like(Bs)
+    dt_low = scratch(buffers, "scan.dt", (batch, NUM_DIRECTIONS, length, rank), torch.float32, u.device)
+    Bs = scratch(buffers, "scan.B", (batch, NUM_DIRECTIONS, length, state), torch.float32, u.device)
+    Cs = scratch(buffers, "scan.C", (batch, NUM_DIRECTIONS, length, state), torch.float32, u.device)
     weight = x_proj_weight.float().flatten(0, 1).t()  # (D, 4 * (R + 2N))
     for start in range(0, length, position_chunk):
         stop = min(start + position_chunk, length)
@@ -114,10 +137,12 @@ def cross_selective_scan_inplace(
     for c0 in range(0, channels, step):
         c1 = min(c0 + step, channels)
         # Each channel's scan reads only its own u and time steps; B and C are shared and already computed.
-        u_slice = grid[..., c0:c1].float().contiguous()
-        delta = u.new_empty((batch, NUM_DIRECTIONS, length, c1 - c0), dtype=torch.float32)
-        for k in range(NUM_DIRECTIONS):
-            torch.matmul(dt_low[:, k], dt_weight[k, c0:c1].t(), out=delta[:, k])
+        u_slice = scratch(buffers, "scan.u", (batch, length, c1 - c0), torch.float32, u.device)
+        u_slice.copy_(grid[..., c0:c1])
+        delta = scratch(buffers, "scan.delta", (batch, NUM_DIRECTIONS, length, c1 - c0), torch.float32, u.device)
+        for b in range(batch):
+            for k in range(NUM_DIRECTIONS):
+                torch.mm(dt_low[b, k], dt_weight[k, c0:c1].t(), out=delta[b, k])
         y = cross_scan_channels_last(
             u_slice,
             delta,
