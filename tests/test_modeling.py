@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -202,3 +204,17 @@ def test_bad_inputs_raise_clear_errors(bad, error, match):
     model = DassModel(tiny_config()).eval()
     with pytest.raises(error, match=match):
         model(bad)
+
+
+def test_initialisation_follows_vmamba():
+    """Convolutions as PyTorch initialises them (Kaiming-uniform, bound 1/sqrt(fan_in)), linears normal with
+    std `initializer_range`: compared with the statistics of those distributions, not with our own output."""
+    torch.manual_seed(0)
+    model = DassForAudioClassification(DassConfig(dims=[32, 64, 128, 256], depths=[1, 1, 2, 1], num_labels=10))
+    depthwise = model.dass.stages[2].blocks[0].mixer.conv2d.weight  # (128, 1, 3, 3): fan_in 9
+    bound = 1 / 3
+    assert depthwise.abs().max() <= bound and depthwise.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+    linear = model.dass.stages[3].blocks[0].mlp.fc1.weight  # (1024, 256)
+    assert linear.std().item() == pytest.approx(model.config.initializer_range, rel=0.05)
+    wide = DassForAudioClassification(DassConfig(dims=[32, 64, 128, 256], depths=[1, 1, 2, 1], num_labels=10, initializer_range=0.1))
+    assert wide.dass.stages[3].blocks[0].mlp.fc1.weight.std().item() == pytest.approx(0.1, rel=0.05)

@@ -29,7 +29,13 @@ def main() -> None:
         "label2id": {name: i for i, name in enumerate(encoder.names)},
         "problem_type": "multi_label_classification",
     }
-    student = DassConfig(dims=[32, 64, 128, 256], depths=[1, 1, 2, 1], drop_path_rate=0.1, label_mids=encoder.mids, **labels)
+    # initializer_range 0.1 instead of 0.02: from scratch on 1,800 clips, the 0.02 start sits at the label prior
+    # (BCE ~0.26) for hundreds of steps; 0.1 leaves it within tens (measured on 16 clips, 25-30 AdamW steps, for
+    # both models).
+    student = DassConfig(
+        dims=[32, 64, 128, 256], depths=[1, 1, 2, 1], drop_path_rate=0.1, initializer_range=0.1,
+        label_mids=encoder.mids, **labels,
+    )
     teacher = ASTConfig(
         hidden_size=192,
         num_hidden_layers=4,
@@ -38,6 +44,7 @@ def main() -> None:
         frequency_stride=16,
         time_stride=16,
         max_length=1024,
+        initializer_range=0.1,  # as the student's: 0.02 sits at the label prior for hundreds of steps here
         **labels,
     )
     teacher.label_mids = encoder.mids

@@ -263,7 +263,21 @@ class DassPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
+        """VMamba's initialisation: linears truncated-normal (std `initializer_range`), norms 1/0, convolutions
+        PyTorch's default (Kaiming-uniform) rather than the library's normal(0, initializer_range), then the SS2D
+        parameters. Small models trained from scratch on little data learn faster with a larger
+        `initializer_range` (e.g. 0.1, as the demo model in reports/demo)."""
+        if isinstance(module, nn.Conv2d):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1 / math.sqrt(module.weight[0].numel())
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
         if isinstance(module, DassSS2D):
             self._init_ss2d(module)
 
