@@ -5,8 +5,8 @@
 
 Student: DASS with dims 32/64/128/256, depths 1/1/2/1 (1.5M parameters, 6 MB in float32).
 Teacher: transformers' AST, hidden 192, 4 layers, 3 heads, 16x16 patches without overlap (2.0M parameters,
-504 patches per 10 s) -- the largest AST that trains in reasonable time on a 2-core CPU.
-Both read the same normalised kaldi fbank (DassFeatureExtractor, 1024 frames).
+152 patches per 3.2 s input).
+Both read the same normalised kaldi fbank (DassFeatureExtractor) of 3.2 s (320 frames), padded or cut.
 """
 
 import argparse
@@ -15,6 +15,10 @@ from transformers import ASTConfig
 
 from transformers_dass import DassConfig, DassFeatureExtractor
 from transformers_dass.data import LabelEncoder
+
+
+# Training inputs: 320 frames (3.2 s), the longest single-label clip; DASS then takes any length.
+MAX_FRAMES = 320
 
 
 def main() -> None:
@@ -43,14 +47,14 @@ def main() -> None:
         intermediate_size=768,
         frequency_stride=16,
         time_stride=16,
-        max_length=1024,
+        max_length=MAX_FRAMES,
         initializer_range=0.1,  # as the student's: 0.02 sits at the label prior for hundreds of steps here
         **labels,
     )
     teacher.label_mids = encoder.mids
     for name, config in (("student", student), ("ast_teacher", teacher)):
         config.save_pretrained(f"{args.output_dir}/{name}")
-        DassFeatureExtractor().save_pretrained(f"{args.output_dir}/{name}")
+        DassFeatureExtractor(max_length=MAX_FRAMES).save_pretrained(f"{args.output_dir}/{name}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     dass classify FILE [FILE ...] --model DIR [--top-k K] [--json]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
-    dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
+    dass timeline FILE --model DIR [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
 """
 
 from __future__ import annotations
@@ -81,7 +81,6 @@ def _timeline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import DassForAudioClassification
-    from .demo_model import demo_model_path
     from .feature_extraction_dass import DassFeatureExtractor
     from .timeline import plot_timeline, segments, timeline_of_file, write_csv
 
@@ -91,9 +90,8 @@ def _timeline(args: argparse.Namespace) -> int:
         raise SystemExit(f"--smoothing must be an odd number of steps >= 1 (1 = none), got {args.smoothing}.")
     if args.top_labels < 1:
         raise SystemExit(f"--top-labels must be >= 1, got {args.top_labels}.")
-    model_dir = args.model or demo_model_path()
-    model = DassForAudioClassification.from_pretrained(model_dir).eval()
-    extractor = _load_extractor(model_dir, DassFeatureExtractor)
+    model = DassForAudioClassification.from_pretrained(args.model).eval()
+    extractor = _load_extractor(args.model, DassFeatureExtractor)
     timeline = timeline_of_file(args.file, model, extractor, smoothing=args.smoothing)
     found = segments(timeline, args.threshold)
     stem = Path(args.file).stem
@@ -133,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "timeline", help="When sounds happen: scores every 0.32 s over a whole file, as CSV segments and a PNG."
     )
     timeline.add_argument("file", metavar="FILE", help="Audio file of any length (read in blocks).")
-    timeline.add_argument("--model", help="Folder (or Hub id) of a DASS model (default: the bundled demo model).")
+    timeline.add_argument("--model", required=True, help="Folder (or Hub id) of a converted DASS model.")
     timeline.add_argument("--threshold", type=float, default=0.5, help="Score from which a step counts (default 0.5).")
     timeline.add_argument("--smoothing", type=int, default=1, help="Moving average over N steps, N odd (default 1: none).")
     timeline.add_argument("--top-labels", type=int, default=10, help="Labels in the PNG, the strongest first (default 10).")
