@@ -13,7 +13,8 @@ common=(--data_files "$DATA/test-*.parquet" --labels_csv "$DATA/labels.csv" --ma
         --needle_frames 320 --positions 0 0.5 1 --noise "$DATA/noise/babble_test.wav" white --snr_db 10 --seed 0
         --output_dir "$OUT" --disable_tqdm)
 models=${MODELS:-"dass_student=$RUNS/student_nokd"}
-OMP_NUM_THREADS=${THREADS:-1} $PY scripts/run_niah.py --models ast_teacher="$RUNS/ast_teacher" \
+ast=${AST:-"ast_teacher=$RUNS/ast_teacher"}
+OMP_NUM_THREADS=${THREADS:-1} $PY scripts/run_niah.py --models $ast \
   --lengths_seconds 10 30 60 150 "${common[@]}"
 OMP_NUM_THREADS=${THREADS:-1} $PY scripts/run_niah.py --models $models \
   --lengths_seconds 10 30 60 150 300 600 "${common[@]}"

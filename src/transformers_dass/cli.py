@@ -1,8 +1,8 @@
 """`dass` command line: classify audio files, convert released checkpoints.
 
-    dass classify FILE [FILE ...] --model DIR [--top-k K] [--json]
+    dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
-    dass timeline FILE --model DIR [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
+    dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ def _classify(args: argparse.Namespace) -> int:
     from .audio_io import load_audio
     from .feature_extraction_dass import DassFeatureExtractor
 
-    model = DassForAudioClassification.from_pretrained(args.model).eval()
-    extractor = _load_extractor(args.model, DassFeatureExtractor)
+    model_dir = _model_dir(args)
+    model = DassForAudioClassification.from_pretrained(model_dir).eval()
+    extractor = _load_extractor(model_dir, DassFeatureExtractor)
     if not 1 <= args.top_k <= model.config.num_labels:
         raise SystemExit(f"--top-k must be between 1 and {model.config.num_labels} (the model's labels), got {args.top_k}.")
     results = {}
@@ -57,6 +58,15 @@ def classify_waveform(model, extractor, waveform, top_k: int) -> list[dict]:
     return [{"label": model.config.id2label[i], "score": float(v)} for v, i in zip(values.tolist(), indices.tolist())]
 
 
+def _model_dir(args: argparse.Namespace) -> str:
+    """--model, or the demo model bundled with the package when it is not given."""
+    if args.model:
+        return args.model
+    from .demo_model import demo_model_path
+
+    return demo_model_path()
+
+
 def _load_extractor(model_dir: str, default_class):
     """The folder's preprocessor_config.json, or the default DASS features when it has none (Hub folders)."""
     try:
@@ -90,8 +100,9 @@ def _timeline(args: argparse.Namespace) -> int:
         raise SystemExit(f"--smoothing must be an odd number of steps >= 1 (1 = none), got {args.smoothing}.")
     if args.top_labels < 1:
         raise SystemExit(f"--top-labels must be >= 1, got {args.top_labels}.")
-    model = DassForAudioClassification.from_pretrained(args.model).eval()
-    extractor = _load_extractor(args.model, DassFeatureExtractor)
+    model_dir = _model_dir(args)
+    model = DassForAudioClassification.from_pretrained(model_dir).eval()
+    extractor = _load_extractor(model_dir, DassFeatureExtractor)
     timeline = timeline_of_file(args.file, model, extractor, smoothing=args.smoothing)
     found = segments(timeline, args.threshold)
     stem = Path(args.file).stem
@@ -110,13 +121,19 @@ def _timeline(args: argparse.Namespace) -> int:
     return 0
 
 
+MODEL_HELP = (
+    "Folder (or Hub id) of a converted DASS model. Default: the small demo model bundled with the package "
+    "(spoken digits and six synthetic sounds, not AudioSet; see model_cards/dass-demo-digits.md)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dass", description="DASS audio tagging (transformers-dass).")
     commands = parser.add_subparsers(dest="command", required=True)
 
     classify = commands.add_parser("classify", help="Print the top labels of audio files (wav/flac/ogg, any rate).")
     classify.add_argument("files", nargs="+", metavar="FILE")
-    classify.add_argument("--model", required=True, help="Folder (or Hub id) of a converted DASS model.")
+    classify.add_argument("--model", help=MODEL_HELP)
     classify.add_argument("--top-k", type=int, default=5, help="How many labels to print (default 5).")
     classify.add_argument("--json", action="store_true", help='Print JSON: a list of {"label", "score"}.')
     classify.set_defaults(handler=_classify)
@@ -131,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "timeline", help="When sounds happen: scores every 0.32 s over a whole file, as CSV segments and a PNG."
     )
     timeline.add_argument("file", metavar="FILE", help="Audio file of any length (read in blocks).")
-    timeline.add_argument("--model", required=True, help="Folder (or Hub id) of a converted DASS model.")
+    timeline.add_argument("--model", help=MODEL_HELP)
     timeline.add_argument("--threshold", type=float, default=0.5, help="Score from which a step counts (default 0.5).")
     timeline.add_argument("--smoothing", type=int, default=1, help="Moving average over N steps, N odd (default 1: none).")
     timeline.add_argument("--top-labels", type=int, default=10, help="Labels in the PNG, the strongest first (default 10).")
