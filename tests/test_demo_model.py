@@ -91,3 +91,14 @@ def test_timeline_without_model_uses_the_demo_model(tmp_path, capsys):
     rows = csv_path.read_text().splitlines()
     assert rows[0].startswith("start_s")
     assert {"siren", "three"} <= {row.split(",")[2] for row in rows[1:]}
+
+
+def test_every_file_of_the_demo_folder_is_package_data():
+    """A wheel ships only what pyproject's package-data names: every file of demo/ must match a pattern."""
+    import fnmatch
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["transformers_dass"]
+    files = [f"demo/{path.name}" for path in bundled.DEMO_MODEL_DIR.iterdir()]
+    assert files and all(any(fnmatch.fnmatch(name, pattern) for pattern in patterns) for name in files), (files, patterns)
