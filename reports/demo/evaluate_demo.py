@@ -131,7 +131,7 @@ def main() -> int:
             "latency_3.2s_s": latency(model, extractor, 3.2),
         }
         if is_dass:  # the 10 s scenes whole; AST's position embeddings stop at its 3.2 s training length
-            scenes = [i for i in range(len(clips)) if i not in set(singles)]
+            scenes = sorted(set(range(len(clips))) - set(singles))
             scene_scores = split_scores(model, extractor, [clips[i] for i in scenes], whole=True)
             result.update(subset_metrics(scene_scores, targets[scenes], "test_scenes"))
             result["latency_10s_s"] = latency(model, extractor, 10.0, whole=True)
