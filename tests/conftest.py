@@ -1,5 +1,5 @@
-"""Shared test fixtures. Reference tensors live in ../shared/fixtures (computed by the authors' code and
-torchaudio); tests that need them skip with a reason when the folder is absent."""
+"""Shared test fixtures. Reference tensors live in tests/fixtures (computed by the authors' code and by
+torchaudio; see tests/fixtures/README.md), so a clone from anywhere runs every parity test."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def require_fixture(name: str) -> Path:
+    """Path of a reference file of tests/fixtures; a missing one is a broken checkout, so the test fails."""
     path = FIXTURES / name
     if not path.exists():
-        pytest.skip(f"reference fixture {path} is absent (expected the shared/ folder beside the repository)")
+        pytest.fail(f"reference fixture {path} is missing from the repository (restore it with git checkout)")
     return path
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ import torch
 from transformers_dass import audio_io
 from transformers_dass.audio_io import load_audio, resample
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .conftest import require_fixture
+
 EDGE = 100  # output samples ignored at each end, where the filters see the zero padding
 
 
@@ -244,15 +244,11 @@ def test_load_rejects_other_inputs():
 
 
 def test_load_real_recording():
-    path = FIXTURES / "babble_all.wav"
-    if not path.exists():
-        pytest.skip(f"reference fixture {path} is absent (expected shared/ beside the repository)")
+    path = require_fixture("babble_all.wav")
     audio = load_audio(path)
     # 15.06 s at 16 kHz: read as is, no resampling.
     assert audio.dtype == np.float32 and audio.shape == (240960,)
-    reference = FIXTURES / "fbank_kaldi.safetensors"
-    if reference.exists():
-        from safetensors.numpy import load_file
+    from safetensors.numpy import load_file
 
-        np.testing.assert_array_equal(audio, load_file(str(reference))["wave.babble"])
+    np.testing.assert_array_equal(audio, load_file(str(require_fixture("fbank_kaldi.safetensors")))["wave.babble"])
     assert load_audio(path, sampling_rate=8000).shape == (120480,)

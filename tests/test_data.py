@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +33,8 @@ from transformers_dass.data import (
     split_for_node,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .conftest import require_fixture
+
 MAX_LENGTH = 100  # frames: 1.015 s
 # Real AudioSet classes (mid, display name) and a tone for each, so that a model can tell them apart.
 CLASSES = [
@@ -54,10 +54,7 @@ STORAGE_FEATURES = Features(
 
 
 def labels_csv() -> Path:
-    path = FIXTURES / "class_labels_indices.csv"
-    if not path.exists():
-        pytest.skip(f"AudioSet label list {path} is absent (expected the shared/ folder beside the repository)")
-    return path
+    return require_fixture("class_labels_indices.csv")
 
 
 def flac_bytes(seconds: float, rate: int, tone: float, seed: int) -> bytes:

@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,8 @@ import torch
 
 from transformers_dass.feature_extraction_dass import DassFeatureExtractor, kaldi_fbank
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+from .conftest import require_fixture
+
 CLIPS = ["babble", "chirp3s", "short0p5s", "tone12s"]
 SR = 16000
 MEAN, STD = -4.2677393, 4.5689974
@@ -25,12 +25,9 @@ HAS_TORCHAUDIO = importlib.util.find_spec("torchaudio") is not None
 @pytest.fixture(scope="module")
 def reference():
     """The torchaudio 2.9.1 reference tensors, {name: ndarray}."""
-    path = FIXTURES / "fbank_kaldi.safetensors"
-    if not path.is_file():
-        pytest.skip(f"reference fixtures not found at {FIXTURES.resolve()} (shared/fixtures beside the repo root)")
     from safetensors.numpy import load_file
 
-    return load_file(str(path))
+    return load_file(str(require_fixture("fbank_kaldi.safetensors")))
 
 
 @pytest.fixture
