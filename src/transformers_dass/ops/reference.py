@@ -89,6 +89,11 @@ def linear_recurrence(decay: torch.Tensor, drive: torch.Tensor, chunk: int = _CH
     return states[..., :length]
 
 
+def _widen(t: torch.Tensor) -> torch.Tensor:
+    """The scan's working precision: float32, or float64 for float64 inputs (tests' ground truth)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def selective_scan_reference(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -99,7 +104,8 @@ def selective_scan_reference(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
 ) -> torch.Tensor:
-    """Selective scan with grouped B/C (mamba-ssm `selective_scan_fn` semantics), computed in float32.
+    """Selective scan with grouped B/C (mamba-ssm `selective_scan_fn` semantics), computed in float32
+    (float64 when the inputs are float64).
 
     Args:
         u: (B, G*D, L) inputs.
@@ -109,13 +115,13 @@ def selective_scan_reference(
         D: (G*D,) skip connection, optional.
         delta_bias: (G*D,) added to `delta` before the softplus, optional.
     Returns:
-        (B, G*D, L) float32.
+        (B, G*D, L) float32 (float64 for float64 inputs).
     """
     batch, channels, length = u.shape
     groups, state = B.shape[1], B.shape[2]
-    u, delta, A, B, C = (t.float() for t in (u, delta, A, B, C))
+    u, delta, A, B, C = (_widen(t) for t in (u, delta, A, B, C))
     if delta_bias is not None:
-        delta = delta + delta_bias.float()[:, None]
+        delta = delta + _widen(delta_bias)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
     per_group = channels // groups
@@ -126,7 +132,7 @@ def selective_scan_reference(
     states = linear_recurrence(decay, drive)
     y = (states * C.unsqueeze(2)).sum(3).view(batch, channels, length)
     if D is not None:
-        y = y + u * D.float()[:, None]
+        y = y + u * _widen(D)[:, None]
     return y
 
 
@@ -203,16 +209,16 @@ def cross_scan_channels_last_reference(
         A: (4, D, N) state matrix (negative), D: (4, D) skip, delta_bias: (4, D).
         B, C: (B, 4, L, N) input/output projections of each direction at grid positions.
     Returns:
-        (B, L, D) float32: for each direction k, the selective scan along its order with
+        (B, L, D) float32 (float64 for float64 inputs): for each direction k, the selective scan along its order with
         `softplus(delta + delta_bias)`, plus `D * u`, summed over the four directions at each grid position.
     """
     batch, length, channels = u.shape
     state = A.shape[-1]
     order = grid_orders(height, width, u.device)  # (4, L)
-    u_k = u.float()[:, order]  # (B, 4, L, D) in scan order
-    delta_k = torch.gather(delta.float(), 2, order[None, :, :, None].expand(batch, -1, -1, channels))
-    B_k = torch.gather(B.float(), 2, order[None, :, :, None].expand(batch, -1, -1, state))
-    C_k = torch.gather(C.float(), 2, order[None, :, :, None].expand(batch, -1, -1, state))
+    u_k = _widen(u)[:, order]  # (B, 4, L, D) in scan order
+    delta_k = torch.gather(_widen(delta), 2, order[None, :, :, None].expand(batch, -1, -1, channels))
+    B_k = torch.gather(_widen(B), 2, order[None, :, :, None].expand(batch, -1, -1, state))
+    C_k = torch.gather(_widen(C), 2, order[None, :, :, None].expand(batch, -1, -1, state))
     ys = selective_scan_reference(
         u_k.permute(0, 1, 3, 2).reshape(batch, NUM_DIRECTIONS * channels, length),
         delta_k.permute(0, 1, 3, 2).reshape(batch, NUM_DIRECTIONS * channels, length),
@@ -222,7 +228,7 @@ def cross_scan_channels_last_reference(
         D.reshape(-1),
         delta_bias.reshape(-1),
     ).view(batch, NUM_DIRECTIONS, channels, length)
-    out = torch.zeros(batch, length, channels, dtype=torch.float32, device=u.device)
+    out = torch.zeros(batch, length, channels, dtype=ys.dtype, device=u.device)
     for k in range(NUM_DIRECTIONS):
         out.index_add_(1, order[k], ys[:, k].transpose(1, 2))
     return out
