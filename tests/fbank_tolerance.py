@@ -32,15 +32,11 @@ import math
 
 import numpy as np
 
-U = 2.0**-24  # float32 unit roundoff
+from .tolerances import U, gamma
+
 FLOAT32_EPS = float(np.finfo(np.float32).eps)  # Kaldi's energy floor before the log
 WINDOW, SHIFT, FFT_SIZE = 400, 160, 512  # 25 ms, 10 ms, next power of two, at 16 kHz
 PREEMPHASIS, LOW_FREQ_HZ = 0.97, 20.0
-
-
-def gamma(n: int) -> float:
-    """Higham's gamma_n = n u / (1 - n u): relative error bound of n accumulated float32 roundings."""
-    return n * U / (1 - n * U)
 
 
 def mel(hz):

@@ -9,6 +9,8 @@ from transformers_dass import DassConfig, DassForAudioClassification
 from transformers_dass.conversion import build_model
 from transformers_dass.ops import available_backends, cross_selective_scan
 
+from .tolerances import assert_close_scaled, gamma, scan_tolerance
+
 COMPILED = [name for name in available_backends("cpu") if name != "reference"]
 needs_kernel = pytest.mark.skipif(
     not COMPILED, reason="compiled CPU kernel not built: pip install --no-build-isolation ./kernels/selective_scan"
@@ -38,14 +40,17 @@ def test_core_outputs_and_gradients_match_reference(backend, grid, state, memory
     kernel_inputs = [t.clone().requires_grad_() for t in inputs]
     expected = cross_selective_scan(*reference_inputs, backend="reference")
     got = cross_selective_scan(*kernel_inputs, backend=backend)
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    # Both run in float32, each within the scan's rounding bound (projections over 19 channels and rank 3
+    # included), so they agree within twice it.
+    tol = 2 * scan_tolerance(grid[0] * grid[1] + 19 + 3, state)
+    assert_close_scaled(got, expected, "y", tol)
     weights = torch.randn_like(expected)
     (expected * weights).sum().backward()
     (got * weights).sum().backward()
     names = ["x", "x_proj_weight", "dt_proj_weight", "dt_proj_bias", "A_log", "D"]
     for name, ref, ker in zip(names, reference_inputs, kernel_inputs):
-        scale = ref.grad.abs().max().clamp(min=1.0)
-        torch.testing.assert_close(ker.grad / scale, ref.grad / scale, atol=1e-4, rtol=1e-4, msg=name)
+        # Parameter gradients also sum over the batch and every position: that many more roundings.
+        assert_close_scaled(ker.grad, ref.grad, name, tol + gamma(3 * grid[0] * grid[1]))
 
 
 @needs_kernel

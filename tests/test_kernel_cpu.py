@@ -7,11 +7,12 @@ import torch
 
 from transformers_dass.ops.reference import cross_scan_channels_last_reference
 
+from .tolerances import NUM_DIRECTIONS, assert_close_scaled, scan_tolerance
+
 pytest.importorskip(
     "dass_selective_scan", reason="kernel not built: pip install --no-build-isolation ./kernels/selective_scan"
 )
 
-NUM_DIRECTIONS = 4
 GRIDS = [(3, 5), (7, 2), (1, 9), (13, 4)]
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "delta_bias")
 
@@ -37,31 +38,6 @@ def make_inputs(batch, height, width, channels, state, memory):
         torch.randn(batch, NUM_DIRECTIONS, length, state),
         torch.randn(NUM_DIRECTIONS, channels),
         torch.randn(NUM_DIRECTIONS, channels) * 0.5,
-    )
-
-
-U = 2.0**-24  # float32 unit roundoff
-
-
-def scan_tolerance(length: int, state: int) -> float:
-    """Float32 error bound of the kernel's outputs and gradients, relative to the largest magnitude.
-
-    One term of a scan output or gradient is a product through softplus, exp and up to eight multiplies (at
-    most 16 roundings); the terms are accumulated over the `length` steps of each direction (a multiply and an
-    add per step, in the recurrence and in the reverse walk), over the `state` entries and over 4 directions.
-    A float32 accumulation of n roundings is off by at most gamma_n = n u / (1 - n u) times the magnitude of
-    what it sums (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., sec. 3.1). The reference is
-    evaluated in float64, so only the kernel's own rounding counts.
-    """
-    roundings = 16 + 2 * (length + state + NUM_DIRECTIONS)
-    return roundings * U / (1 - roundings * U)
-
-
-def assert_close_scaled(actual, expected, name, tol):
-    """Agreement within tol times the largest magnitude of the expected tensor (absolute, elementwise)."""
-    scale = expected.abs().max().item()
-    torch.testing.assert_close(
-        actual.double(), expected.double(), atol=tol * scale, rtol=0, msg=lambda m: f"{name}: {m}"
     )
 
 

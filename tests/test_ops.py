@@ -15,6 +15,8 @@ from transformers_dass.ops import (
 )
 from transformers_dass.ops.reference import linear_recurrence
 
+from .tolerances import assert_close_scaled, scan_tolerance
+
 
 def step_by_step_scan(u, delta, A, B, C, D, delta_bias):
     """mamba-ssm's selective scan written as the recurrence itself, one time step at a time (float64)."""
@@ -38,12 +40,15 @@ def step_by_step_scan(u, delta, A, B, C, D, delta_bias):
 def test_linear_recurrence_matches_a_loop(length):
     decay = torch.rand(3, length)
     drive = torch.randn(3, length)
-    state = torch.zeros(3)
+    state = torch.zeros(3, dtype=torch.float64)
     expected = []
     for t in range(length):
-        state = decay[:, t] * state + drive[:, t]
+        state = decay[:, t].double() * state + drive[:, t].double()
         expected.append(state)
-    torch.testing.assert_close(linear_recurrence(decay, drive, chunk=8), torch.stack(expected, -1), atol=2e-5, rtol=1e-5)
+    got = linear_recurrence(decay, drive, chunk=8)
+    assert got.dtype == torch.float32
+    # A chunked prefix scan rounds differently from the loop, but no more than a scan of that length may.
+    assert_close_scaled(got, torch.stack(expected, -1), "h", scan_tolerance(length, 1))
 
 
 @pytest.mark.parametrize("state_size", [1, 3])
@@ -63,7 +68,7 @@ def test_selective_scan_matches_the_recurrence(state_size, memory):
     got = selective_scan_reference(u, delta, A, B, C, D, delta_bias)
     expected = step_by_step_scan(u, delta, A, B, C, D, delta_bias)
     assert got.dtype == torch.float32
-    torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=1e-4)
+    assert_close_scaled(got, expected, "y", scan_tolerance(length, state_size))
 
 
 def test_cross_scan_orders():
@@ -113,7 +118,8 @@ def test_cross_selective_scan_matches_per_direction_recurrence():
         )
         for position, (h, w) in enumerate(order):
             expected[:, :, h, w] += y[:, :, position]
-    torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=1e-4)
+    # The projections add sums over the channels and the dt rank to the scan's own accumulation.
+    assert_close_scaled(got, expected, "y", scan_tolerance(height * width + channels + rank, state))
 
 
 def test_backend_resolution(monkeypatch):
