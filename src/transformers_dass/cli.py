@@ -3,11 +3,16 @@
     dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
+
+Exit status 0 when everything worked; 2 when an input file or the --model folder cannot be used: one
+`dass COMMAND: error: ...` line on stderr names it and what is wrong (`classify` still prints the results of the
+files it could read). Warnings, such as a truncated file, go to stderr as `dass COMMAND: warning: ...` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -187,32 +192,31 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     hf_logging.disable_progress_bar()
-    handler = _show_package_warnings(args.command)
-    try:
-        return args.handler(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"dass {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        _hide_package_warnings(handler)
+    with _package_warnings_on_stderr(args.command):
+        try:
+            return args.handler(args)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"dass {args.command}: error: {error}", file=sys.stderr)
+            return 2
 
 
-def _show_package_warnings(command: str) -> logging.Handler:
-    """Print the package's warnings (a truncated file, a scan fallback) on stderr as `dass COMMAND: warning:`
-    lines, like the errors, for as long as the command runs."""
+@contextlib.contextmanager
+def _package_warnings_on_stderr(command: str):
+    """While the command runs, print the package's warnings (a truncated file, a scan fallback) on stderr as
+    `dass COMMAND: warning: ...` lines, like its errors, and only there (not a second time through the root
+    logger of a caller that configured logging)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter(f"dass {command}: warning: %(message)s"))
     package_logger = logging.getLogger(PACKAGE_LOGGER)
+    propagate = package_logger.propagate
     package_logger.addHandler(handler)
-    package_logger.propagate = False  # else a logging set-up of the caller prints them a second time
-    return handler
-
-
-def _hide_package_warnings(handler: logging.Handler) -> None:
-    package_logger = logging.getLogger(PACKAGE_LOGGER)
-    package_logger.removeHandler(handler)
-    package_logger.propagate = True
+    package_logger.propagate = False
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.propagate = propagate
 
 
 if __name__ == "__main__":
