@@ -135,6 +135,14 @@ DAMAGES = {
         lambda folder: (folder / "model.safetensors").unlink(),
         "has config.json but no weights (model.safetensors)",
     ),
+    "bad_config_value": (
+        lambda folder: (folder / "config.json").write_text(json.dumps({"model_type": "dass", "dims": [32, 64]})),
+        "could not load config.json of model folder",
+    ),
+    "corrupt_preprocessor": (
+        lambda folder: truncate(folder / "preprocessor_config.json", 30),
+        "could not load preprocessor_config.json of model folder",
+    ),
 }
 
 
@@ -172,3 +180,9 @@ def test_unknown_name_is_neither_a_folder_nor_a_hub_model(audio_files, tmp_path)
     result = run_module("classify", audio_files["good"], "--model", "no-such-model", cwd=tmp_path, HF_HUB_OFFLINE="1")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no-such-model is neither a local model folder nor a model that could be loaded from the Hub" in result.stderr
+
+
+def test_folder_without_preprocessor_config_uses_the_default_features(audio_files, capsys):
+    # the Hub remote-code layout: config.json + model.safetensors only
+    code, out, err = classify(capsys, audio_files["good"], "--model", require_fixture("hub_tiny"))
+    assert code == 0 and out.startswith(str(audio_files["good"])) and err == ""

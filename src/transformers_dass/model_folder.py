@@ -75,15 +75,30 @@ def load_model_and_extractor(name_or_path: str):
     Raises:
         ModelFolderError: the folder is missing, incomplete or damaged, or the Hub id cannot be loaded.
     """
-    from . import DassFeatureExtractor, DassForAudioClassification
+    from . import DassForAudioClassification
 
     local = os.path.isdir(name_or_path) or _looks_like_path(name_or_path)
     if local:
         check_model_folder(name_or_path)
-    model = _load(DassForAudioClassification, name_or_path, "the weights")
-    if local and not os.path.isfile(os.path.join(name_or_path, PREPROCESSOR_NAME)):
-        return model.eval(), DassFeatureExtractor()
-    return model.eval(), _load(DassFeatureExtractor, name_or_path, PREPROCESSOR_NAME)
+    # Loaded on its own first, so that a bad value in config.json is not reported as broken weights.
+    _load(DassConfig, name_or_path, "config.json", f"correct the value or {REMAKE_HINT}")
+    weights_fix = f"the file is damaged or incomplete, or does not fit config.json: copy it again or {REMAKE_HINT}"
+    model = _load(DassForAudioClassification, name_or_path, "the weights", weights_fix)
+    return model.eval(), _load_extractor(name_or_path, local)
+
+
+def _load_extractor(name_or_path: str, local: bool):
+    """The preprocessor_config.json of the folder or Hub id; the default DASS features when it has none."""
+    from . import DassFeatureExtractor
+
+    if not local:
+        try:
+            return DassFeatureExtractor.from_pretrained(name_or_path)
+        except OSError:  # the Hub remote-code repositories ship no preprocessor_config.json
+            return DassFeatureExtractor()
+    if not os.path.isfile(os.path.join(name_or_path, PREPROCESSOR_NAME)):
+        return DassFeatureExtractor()
+    return _load(DassFeatureExtractor, name_or_path, PREPROCESSOR_NAME, f"copy it again or {REMAKE_HINT}")
 
 
 def _looks_like_path(name: str) -> bool:
@@ -91,17 +106,15 @@ def _looks_like_path(name: str) -> bool:
     return os.path.isabs(name) or name.startswith(".") or name.count("/") > 1 or "\\" in name
 
 
-def _load(cls, name_or_path: str, what: str):
+def _load(cls, name_or_path: str, what: str, fix: str):
     """`cls.from_pretrained(name_or_path)`, its loading errors turned into one `ModelFolderError` line."""
     try:
         return cls.from_pretrained(name_or_path)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = str(err).strip().splitlines()
+        reason = lines[0].rstrip(".") if lines else type(err).__name__
         if os.path.isdir(name_or_path):
-            raise ModelFolderError(
-                f"could not load {what} of model folder {name_or_path}: {reason}; the file is damaged or incomplete, or "
-                f"does not fit config.json: copy it again or {REMAKE_HINT}"
-            ) from None
+            raise ModelFolderError(f"could not load {what} of model folder {name_or_path}: {reason}; {fix}") from None
         raise ModelFolderError(
             f"{name_or_path} is neither a local model folder nor a model that could be loaded from the Hub "
             f"({reason}); check the path"
