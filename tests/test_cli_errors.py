@@ -80,6 +80,12 @@ def test_mixed_files_json_has_one_entry_per_input_in_order(audio_files, capsys):
     assert err.count(": error: ") == 2
 
 
+def test_one_bad_file_with_json_prints_no_json_and_exits_2(audio_files, capsys):
+    # one file keeps the one-file shape: its predictions list, or nothing when it fails
+    code, out, err = classify(capsys, audio_files["corrupted"], "--json")
+    assert code == 2 and out == "" and err.count(": error: ") == 1 and str(audio_files["corrupted"]) in err
+
+
 def test_all_files_good_exit_zero(audio_files, capsys):
     code, out, err = classify(capsys, audio_files["good"], audio_files["good"])
     assert code == 0 and out.count(str(audio_files["good"])) == 2 and err == ""

@@ -99,3 +99,17 @@ def test_header_only_wav_warns_then_says_it_holds_no_samples(babble_bytes, tmp_p
     with caplog.at_level(logging.WARNING, logger=LOGGER), pytest.raises(ValueError, match="no audio samples"):
         load_audio(path)
     assert "read 0.00 s of the 15.06 s" in caplog.text
+
+
+def test_header_chunks_before_the_data_are_skipped_with_their_padding(tmp_path, caplog):
+    # an odd-sized chunk (padded to an even size) before fmt, then 1 s declared and 0.5 s present
+    fmt = (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (16000).to_bytes(4, "little")
+    fmt += (32000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+    chunks = b"JUNK" + (3).to_bytes(4, "little") + b"abc\x00" + b"fmt " + (16).to_bytes(4, "little") + fmt
+    chunks += b"data" + (32000).to_bytes(4, "little") + np.full(8000, 1000, dtype="<i2").tobytes()
+    path = tmp_path / "junk.wav"
+    path.write_bytes(b"RIFF" + (4 + len(chunks) + 16000).to_bytes(4, "little") + b"WAVE" + chunks)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        waveform = load_audio(path)
+    assert waveform.shape == (8000,)
+    assert "read 0.50 s of the 1.00 s its header declares" in caplog.text

@@ -3,7 +3,8 @@
 `load_audio` decodes whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, MP3 with libsndfile >= 1.1,
 AIFF, ...) through `soundfile`, downmixes to mono and resamples to the model's rate with
 `resample`, a windowed-sinc resampler in torch that follows the default of
-`torchaudio.functional.resample` (Hann window, 6 zero crossings, rolloff 0.99).
+`torchaudio.functional.resample` (Hann window, 6 zero crossings, rolloff 0.99). A WAV file whose data is
+shorter than its header declares is read as far as it goes, with a warning (`warn_if_truncated`).
 """
 
 from __future__ import annotations
@@ -245,9 +246,10 @@ def _wav_data_sizes(stream: io.BufferedIOBase) -> tuple[int, int, int] | None:
         chunk_id, size = chunk[:4], int.from_bytes(chunk[4:], "little")
         if chunk_id == b"data":
             break
-        body = stream.read(size + (size & 1))  # chunks are padded to an even size
-        if chunk_id == b"fmt " and len(body) >= 12:
-            byte_rate = int.from_bytes(body[8:12], "little")
+        body_start = stream.tell()
+        if chunk_id == b"fmt ":
+            byte_rate = int.from_bytes(stream.read(12)[8:12], "little")
+        stream.seek(body_start + size + (size & 1))  # chunks are padded to an even size
     if size == _OPEN_LENGTH or byte_rate == 0:
         return None
     start = stream.tell()
@@ -288,11 +290,11 @@ def load_audio(path: AudioSource, sampling_rate: int = 16000, mono: bool = True)
 
     Returns:
         (samples,) float32 if `mono`, else (channels, samples) float32; integer PCM is scaled to
-        [-1, 1).
+        [-1, 1). A truncated WAV file gives the samples it holds, and a logged warning.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the file cannot be decoded, holds no samples, or holds NaN/inf samples.
+        ValueError: the file is empty (0 bytes), cannot be decoded, holds no samples, or holds NaN/inf samples.
     """
     sampling_rate = _check_rate(sampling_rate, "sampling_rate")
     name = _describe(path)
