@@ -3,7 +3,8 @@
 `load_audio` decodes whatever libsndfile reads (WAV, FLAC, OGG/Vorbis, MP3 with libsndfile >= 1.1,
 AIFF, ...) through `soundfile`, downmixes to mono and resamples to the model's rate with
 `resample`, a windowed-sinc resampler in torch that follows the default of
-`torchaudio.functional.resample` (Hann window, 6 zero crossings, rolloff 0.99).
+`torchaudio.functional.resample` (Hann window, 6 zero crossings, rolloff 0.99). A WAV file whose data is
+shorter than its header declares is read as far as it goes, with a warning (`warn_if_truncated`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import Union
 import numpy as np
 import soundfile
 import torch
+from transformers.utils import logging
 
-__all__ = ["load_audio", "resample"]
+logger = logging.get_logger(__name__)
+
+__all__ = ["load_audio", "resample", "warn_if_truncated"]
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray]
 
@@ -36,6 +40,8 @@ _CONVERT_HINT = (
     "soundfile (libsndfile) reads WAV/FLAC/OGG/MP3/AIFF and other formats it knows; convert other "
     "formats, e.g. `ffmpeg -i in.mp3 -ar 16000 -ac 1 out.wav`"
 )
+# A RIFF chunk size that streaming writers put when they do not know the length yet.
+_OPEN_LENGTH = 0xFFFFFFFF
 
 
 def _check_rate(value: object, name: str) -> int:
@@ -195,17 +201,24 @@ def _describe(source: AudioSource) -> str:
     return repr(source)
 
 
+def check_audio_path(path: str | os.PathLike, name: str) -> None:
+    """Raise a FileNotFoundError / ValueError that names the fix when `path` is missing or empty (0 bytes)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"audio file not found: {name}; check the path and the working directory")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ValueError(f"{name} is empty (0 bytes): the file was never written or was cut off; copy or export it again")
+
+
 def _read(source: AudioSource) -> tuple[np.ndarray, int]:
     """Decode `source` with soundfile. Returns (samples, channels) float32 and the rate in Hz."""
     name = _describe(source)
     if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ValueError(f"{name} is empty: pass the encoded file's content")
         handle = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
         handle = os.fspath(source)
-        if not os.path.exists(handle):
-            raise FileNotFoundError(
-                f"audio file not found: {name}; check the path and the working directory"
-            )
+        check_audio_path(handle, name)
     else:
         raise TypeError(
             "load_audio expects a path (str or os.PathLike) or the encoded file's bytes, "
@@ -215,7 +228,55 @@ def _read(source: AudioSource) -> tuple[np.ndarray, int]:
         data, rate = soundfile.read(handle, dtype="float32", always_2d=True)
     except (soundfile.SoundFileError, RuntimeError, EOFError) as err:
         raise ValueError(f"could not decode {name}: {err}. {_CONVERT_HINT}") from err
+    warn_if_truncated(source, data.shape[0], rate)
     return data, rate
+
+
+def _wav_data_sizes(stream: io.BufferedIOBase) -> tuple[int, int, int] | None:
+    """Bytes of audio a WAV header declares, bytes the file holds after the data chunk's start, and the byte
+    rate of its fmt chunk; None when `stream` is not a RIFF/WAVE file or its header leaves the length open."""
+    head = stream.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+        return None
+    byte_rate = 0
+    while True:
+        chunk = stream.read(8)
+        if len(chunk) < 8:
+            return None
+        chunk_id, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if chunk_id == b"data":
+            break
+        body_start = stream.tell()
+        if chunk_id == b"fmt ":
+            byte_rate = int.from_bytes(stream.read(12)[8:12], "little")
+        stream.seek(body_start + size + (size & 1))  # chunks are padded to an even size
+    if size == _OPEN_LENGTH or byte_rate == 0:
+        return None
+    start = stream.tell()
+    available = stream.seek(0, io.SEEK_END) - start
+    return size, available, byte_rate
+
+
+def warn_if_truncated(source: AudioSource, frames_read: int, sampling_rate: int) -> bool:
+    """Log a warning when `source` is a WAV file whose data is shorter than its header declares.
+
+    libsndfile silently decodes what is there; the header's data chunk size still tells how long the
+    recording was meant to be. Returns whether the file is truncated. Other formats are not checked.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        sizes = _wav_data_sizes(io.BytesIO(source))
+    else:
+        with open(source, "rb") as stream:
+            sizes = _wav_data_sizes(stream)
+    if sizes is None or sizes[0] <= sizes[1]:
+        return False
+    declared, _, byte_rate = sizes
+    logger.warning(
+        f"{_describe(source)} is truncated: read {frames_read / sampling_rate:.2f} s of the "
+        f"{declared / byte_rate:.2f} s its header declares; the rest of the recording is missing (copy or "
+        "export the file again to use all of it)"
+    )
+    return True
 
 
 def load_audio(path: AudioSource, sampling_rate: int = 16000, mono: bool = True) -> np.ndarray:
@@ -229,11 +290,11 @@ def load_audio(path: AudioSource, sampling_rate: int = 16000, mono: bool = True)
 
     Returns:
         (samples,) float32 if `mono`, else (channels, samples) float32; integer PCM is scaled to
-        [-1, 1).
+        [-1, 1). A truncated WAV file gives the samples it holds, and a logged warning.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the file cannot be decoded, holds no samples, or holds NaN/inf samples.
+        ValueError: the file is empty (0 bytes), cannot be decoded, holds no samples, or holds NaN/inf samples.
     """
     sampling_rate = _check_rate(sampling_rate, "sampling_rate")
     name = _describe(path)

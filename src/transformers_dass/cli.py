@@ -3,38 +3,72 @@
     dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
+
+Exit status 0 when everything worked; 2 when an input file or the --model folder cannot be used: one
+`dass COMMAND: error: ...` line on stderr names it and what is wrong (`classify` still prints the results of the
+files it could read). Warnings, such as a truncated file, go to stderr as `dass COMMAND: warning: ...` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+
+PACKAGE_LOGGER = "transformers_dass"
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from . import DassForAudioClassification
-    from .audio_io import load_audio
-    from .feature_extraction_dass import DassFeatureExtractor
+    """Classify every file, print the results of those that can be read; exit 2 if any could not."""
+    from .model_folder import load_model_and_extractor
 
-    model_dir = _model_dir(args)
-    model = DassForAudioClassification.from_pretrained(model_dir).eval()
-    extractor = _load_extractor(model_dir, DassFeatureExtractor)
+    model, extractor = load_model_and_extractor(_model_dir(args))
     if not 1 <= args.top_k <= model.config.num_labels:
         raise SystemExit(f"--top-k must be between 1 and {model.config.num_labels} (the model's labels), got {args.top_k}.")
-    results = {}
+    entries = []
     for path in args.files:
-        waveform = load_audio(path, sampling_rate=extractor.sampling_rate)
-        results[path] = classify_waveform(model, extractor, waveform, args.top_k)
+        entry = _classify_file(model, extractor, path, args.top_k)
+        if "error" in entry:
+            print(f"dass classify: error: {entry['error']}", file=sys.stderr)
+        elif not args.json:
+            _print_predictions(path, entry["predictions"])
+        entries.append(entry)
     if args.json:
-        payload = results[args.files[0]] if len(args.files) == 1 else results
-        print(json.dumps(payload, indent=2))
-    else:
-        for path, predictions in results.items():
-            print(path)
-            for item in predictions:
-                print(f"  {item['score']:.4f}  {item['label']}")
-    return 0
+        _print_json(entries)
+    failed = sum("error" in entry for entry in entries)
+    if failed and len(entries) > 1:
+        print(f"dass classify: {failed} of {len(entries)} files could not be classified", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _classify_file(model, extractor, path: str, top_k: int) -> dict:
+    """`{"file", "predictions"}` for a file that reads and classifies, else `{"file", "error"}` (naming the file)."""
+    from .audio_io import load_audio
+
+    try:
+        waveform = load_audio(path, sampling_rate=extractor.sampling_rate)
+        return {"file": path, "predictions": classify_waveform(model, extractor, waveform, top_k)}
+    except (OSError, ValueError) as error:
+        message = str(error) if path in str(error) else f"{path}: {error}"
+        return {"file": path, "error": message}
+
+
+def _print_predictions(path: str, predictions: list[dict]) -> None:
+    print(path)
+    for item in predictions:
+        print(f"  {item['score']:.4f}  {item['label']}")
+    sys.stdout.flush()  # a file's result shows before the next file's warnings and errors on stderr
+
+
+def _print_json(entries: list[dict]) -> None:
+    """One file: its list of {"label", "score"} (nothing if it failed: the error is on stderr). Several files:
+    one entry per file, in input order, `{"file", "predictions"}` or `{"file", "error"}`."""
+    if len(entries) > 1:
+        print(json.dumps(entries, indent=2))
+    elif "predictions" in entries[0]:
+        print(json.dumps(entries[0]["predictions"], indent=2))
 
 
 def classify_waveform(model, extractor, waveform, top_k: int) -> list[dict]:
@@ -67,14 +101,6 @@ def _model_dir(args: argparse.Namespace) -> str:
     return demo_model_path()
 
 
-def _load_extractor(model_dir: str, default_class):
-    """The folder's preprocessor_config.json, or the default DASS features when it has none (Hub folders)."""
-    try:
-        return default_class.from_pretrained(model_dir)
-    except OSError:
-        return default_class()
-
-
 def _convert(args: argparse.Namespace) -> int:
     from .conversion import convert_checkpoint
 
@@ -90,8 +116,7 @@ def _convert(args: argparse.Namespace) -> int:
 def _timeline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import DassForAudioClassification
-    from .feature_extraction_dass import DassFeatureExtractor
+    from .model_folder import load_model_and_extractor
     from .timeline import plot_timeline, segments, timeline_of_file, write_csv
 
     if not 0.0 <= args.threshold <= 1.0:
@@ -100,9 +125,7 @@ def _timeline(args: argparse.Namespace) -> int:
         raise SystemExit(f"--smoothing must be an odd number of steps >= 1 (1 = none), got {args.smoothing}.")
     if args.top_labels < 1:
         raise SystemExit(f"--top-labels must be >= 1, got {args.top_labels}.")
-    model_dir = _model_dir(args)
-    model = DassForAudioClassification.from_pretrained(model_dir).eval()
-    extractor = _load_extractor(model_dir, DassFeatureExtractor)
+    model, extractor = load_model_and_extractor(_model_dir(args))
     timeline = timeline_of_file(args.file, model, extractor, smoothing=args.smoothing)
     found = segments(timeline, args.threshold)
     stem = Path(args.file).stem
@@ -135,7 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("files", nargs="+", metavar="FILE")
     classify.add_argument("--model", help=MODEL_HELP)
     classify.add_argument("--top-k", type=int, default=5, help="How many labels to print (default 5).")
-    classify.add_argument("--json", action="store_true", help='Print JSON: a list of {"label", "score"}.')
+    classify.add_argument(
+        "--json",
+        action="store_true",
+        help='Print JSON. One file: a list of {"label", "score"}. Several: one entry per file, in order, '
+        '{"file", "predictions": [...]} or {"file", "error"}.',
+    )
     classify.set_defaults(handler=_classify)
 
     convert = commands.add_parser("convert", help="Convert a released .pth/.safetensors checkpoint to a model folder.")
@@ -164,11 +192,31 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     hf_logging.disable_progress_bar()
+    with _package_warnings_on_stderr(args.command):
+        try:
+            return args.handler(args)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"dass {args.command}: error: {error}", file=sys.stderr)
+            return 2
+
+
+@contextlib.contextmanager
+def _package_warnings_on_stderr(command: str):
+    """While the command runs, print the package's warnings (a truncated file, a scan fallback) on stderr as
+    `dass COMMAND: warning: ...` lines, like its errors, and only there (not a second time through the root
+    logger of a caller that configured logging)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"dass {command}: warning: %(message)s"))
+    package_logger = logging.getLogger(PACKAGE_LOGGER)
+    propagate = package_logger.propagate
+    package_logger.addHandler(handler)
+    package_logger.propagate = False
     try:
-        return args.handler(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"dass {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.propagate = propagate
 
 
 if __name__ == "__main__":

@@ -26,7 +26,16 @@ import numpy as np
 import soundfile
 import torch
 
-from .audio_io import _CONVERT_HINT, TILE_SAMPLES, _block_factor, _check_rate, _describe, _sinc_kernels
+from .audio_io import (
+    _CONVERT_HINT,
+    TILE_SAMPLES,
+    _block_factor,
+    _check_rate,
+    _describe,
+    _sinc_kernels,
+    check_audio_path,
+    warn_if_truncated,
+)
 from .feature_extraction_dass import (
     FRAME_LENGTH_MS,
     DassFeatureExtractor,
@@ -103,15 +112,21 @@ class BlockResampler:
 
 
 def stream_audio(
-    path: str | os.PathLike, sampling_rate: int = 16000, block_seconds: float = DEFAULT_BLOCK_SECONDS, progress=None
+    path: str | os.PathLike,
+    sampling_rate: int = 16000,
+    block_seconds: float = DEFAULT_BLOCK_SECONDS,
+    progress=None,
+    warn_truncated: bool = True,
 ) -> Iterator[np.ndarray]:
     """Decode an audio file in blocks: mono float32 (samples,) arrays at `sampling_rate` Hz.
 
     Concatenated, the blocks are `audio_io.load_audio(path, sampling_rate)`. `progress`, if given, is
-    called with the number of file frames read after each block.
+    called with the number of file frames read after each block. A WAV file shorter than its header
+    declares is read as far as it goes, with a warning (`audio_io.warn_if_truncated`) unless `warn_truncated`
+    is False.
 
     Raises:
-        FileNotFoundError, ValueError: as `load_audio` (missing file, undecodable, empty, NaN/inf samples).
+        FileNotFoundError, ValueError: as `load_audio` (missing file, 0 bytes, undecodable, no samples, NaN/inf).
     """
     sampling_rate = _check_rate(sampling_rate, "sampling_rate")
     if not block_seconds > 0:
@@ -119,8 +134,7 @@ def stream_audio(
     name = _describe(path)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"stream_audio expects a file path, got {type(path).__name__}")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"audio file not found: {name}; check the path and the working directory")
+    check_audio_path(path, name)
     try:
         handle = soundfile.SoundFile(os.fspath(path))
     except (soundfile.SoundFileError, RuntimeError) as err:
@@ -147,6 +161,8 @@ def stream_audio(
                 progress(data.shape[0])
             if out.shape[0]:
                 yield out
+        if warn_truncated:
+            warn_if_truncated(path, total, handle.samplerate)
         if total == 0:
             raise ValueError(f"{name} contains no audio samples (0 frames); pass a non-empty recording")
         tail = resampler.finish()
@@ -220,11 +236,11 @@ def long_audio_features(
             )
         mean = float(np.float32(total / count))
 
-        # Pass 2: the frames, straight into the output.
+        # Pass 2: the frames, straight into the output (pass 1 already warned if the file is truncated).
         features = torch.empty(num_frames(count, rate), extractor.num_mel_bins)
         stream = FbankStream(extractor.num_mel_bins, rate, offset=mean)
         written = 0
-        for block in stream_audio(path, rate, block_seconds, progress=bar.update):
+        for block in stream_audio(path, rate, block_seconds, progress=bar.update, warn_truncated=False):
             frames = stream.push(block)
             features[written : written + frames.shape[0]] = frames
             written += frames.shape[0]
