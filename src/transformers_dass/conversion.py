@@ -238,7 +238,8 @@ def read_labels_csv(path: str | os.PathLike) -> tuple[list[str], list[str]]:
 def build_model(state_dict: dict[str, torch.Tensor], **config_kwargs) -> DassForAudioClassification:
     """Build a `DassForAudioClassification` holding the weights of a checkpoint in any known layout."""
     native = to_native_state_dict(state_dict)
-    config = DassConfig(**{**infer_config_kwargs(native), **config_kwargs})
+    # The released checkpoints are AudioSet taggers: multi-label, written explicitly into the config.
+    config = DassConfig(**{**infer_config_kwargs(native), "problem_type": "multi_label_classification", **config_kwargs})
     model = DassForAudioClassification(config)
     check_state_dict(model, native)
     model.load_state_dict(native, strict=True)
