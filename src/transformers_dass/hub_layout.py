@@ -16,27 +16,32 @@ import torch
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.core_model_loading import ConversionOps, WeightConverter, WeightRenaming
 
-# (Hub source pattern, native target): regular expressions searched in every checkpoint key, applied in order
-# (all that match fire, so `dass.layers.` -> `dass.stages.` and `.op.` -> `.mixer.` chain with the block renamings).
+# (Hub source pattern, native target) for the keys of the base model (`DassModel`; `dass.`-prefixed inside
+# `DassForAudioClassification`): regular expressions searched in every key, applied in order, all that match (each
+# rewrites its own part of a key, as transformers requires to reverse them); converters see the renamed keys.
+# None matches a native key.
 HUB_RENAMINGS = (
-    (r"^dass\.patch_embeddings\.projection\.0\.", "dass.embeddings.conv1."),
-    (r"^dass\.patch_embeddings\.projection\.1\.", "dass.embeddings.norm1."),
-    (r"^dass\.patch_embeddings\.projection\.3\.", "dass.embeddings.conv2."),
-    (r"^dass\.patch_embeddings\.projection\.4\.", "dass.embeddings.norm2."),
-    (r"^dass\.layers\.", "dass.stages."),
+    (r"patch_embeddings\.projection\.0\.", "embeddings.conv1."),
+    (r"patch_embeddings\.projection\.1\.", "embeddings.norm1."),
+    (r"patch_embeddings\.projection\.3\.", "embeddings.conv2."),
+    (r"patch_embeddings\.projection\.4\.", "embeddings.norm2."),
+    (r"layers\.", "stages."),
     (r"\.downsample\.down\.", ".downsample.conv."),
-    (r"^dass\.norm\.", "dass.layernorm."),
-    (r"^head\.", "classifier."),
+    # The final LayerNorm: `norm.` at the start of a base-model key or right after the `dass.` prefix (not the
+    # `downsample.norm.` of the stages).
+    (r"(?:^|(?<=^dass\.))norm\.", "layernorm."),
     # Inside a block: `norm` / `norm2` are the LayerNorms before the mixer and before the MLP (a block's are the
     # only ones that follow a digit: `blocks.{j}.norm`; the native `embeddings.norm2` must not match), `op` is the
     # SS2D mixer.
     (r"(?<=\d)\.norm\.", ".layernorm_before."),
     (r"(?<=\d)\.norm2\.", ".layernorm_after."),
     (r"\.op\.", ".mixer."),
-    (r"\.mixer\.dt_projs_bias$", ".mixer.dt_proj_bias"),
-    (r"\.mixer\.A_logs$", ".mixer.A_log"),
-    (r"\.mixer\.Ds$", ".mixer.D"),
+    (r"\.dt_projs_bias", ".dt_proj_bias"),
+    (r"\.A_logs", ".A_log"),
+    (r"\.Ds", ".D"),
 )
+# The classification head of the Hub layout.
+HUB_HEAD_RENAMINGS = ((r"^head\.", "classifier."),)
 
 
 class SplitDirections(ConversionOps):
@@ -76,19 +81,24 @@ class MergeDirections(ConversionOps):
 
 
 def hub_conversion_mapping(directions: int) -> list[WeightRenaming | WeightConverter]:
-    """The transforms that turn Hub-layout keys and tensors into this package's (see the module docstring)."""
+    """The transforms that turn the base model's Hub-layout keys and tensors into this package's."""
     renamings = [WeightRenaming(source, target) for source, target in HUB_RENAMINGS]
     reshapes = [
-        WeightConverter(r"\.mixer\.x_proj\.weight$", ".mixer.x_proj_weight", [SplitDirections(directions)]),
-        WeightConverter(r"\.mixer\.dt_projs\.weight$", ".mixer.dt_proj_weight", [SplitDirections(directions)]),
+        WeightConverter(r"\.x_proj\.weight", ".x_proj_weight", [SplitDirections(directions)]),
+        WeightConverter(r"\.dt_projs\.weight", ".dt_proj_weight", [SplitDirections(directions)]),
     ]
     return renamings + reshapes
 
 
-def register_hub_layout(model_type: str, directions: int) -> None:
-    """Register the mapping for `model_type` once (re-imports and reloads of the package leave it as it is)."""
-    if get_checkpoint_conversion_mapping(model_type) is None:
-        register_checkpoint_conversion_mapping(model_type, hub_conversion_mapping(directions))
+def register_hub_layout(base_class: str, head_classes: tuple[str, ...], directions: int) -> None:
+    """Register the mappings by class name, once (re-imports leave them as they are): the base model's for
+    `base_class` (transformers also applies it, scoped, to the base model inside a head model), the head renaming
+    for each of `head_classes`."""
+    mappings = {base_class: lambda: hub_conversion_mapping(directions)}
+    mappings.update({name: lambda: [WeightRenaming(s, t) for s, t in HUB_HEAD_RENAMINGS] for name in head_classes})
+    for name, make in mappings.items():
+        if get_checkpoint_conversion_mapping(name) is None:
+            register_checkpoint_conversion_mapping(name, make())
 
 
-__all__ = ["HUB_RENAMINGS", "hub_conversion_mapping", "register_hub_layout"]
+__all__ = ["HUB_HEAD_RENAMINGS", "HUB_RENAMINGS", "hub_conversion_mapping", "register_hub_layout"]

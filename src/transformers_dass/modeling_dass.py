@@ -33,8 +33,6 @@ from .ops import cross_selective_scan
 logger = logging.get_logger(__name__)
 
 NUM_DIRECTIONS = 4
-# Folders in the authors' Hub remote-code layout load through transformers' checkpoint conversion mapping.
-register_hub_layout(DassConfig.model_type, NUM_DIRECTIONS)
 
 
 @dataclass
@@ -315,6 +313,11 @@ class DassModel(DassPreTrainedModel):
         self.layernorm = nn.LayerNorm(config.dims[-1], eps=config.layer_norm_eps)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Conv2d:
+        """The first layer on the input, the patch embedding's first convolution: what `enable_input_require_grads`
+        hooks so that gradient checkpointing and adapters still get gradients when the model itself is frozen."""
+        return self.embeddings.conv1
+
     def freeze_feature_encoder(self) -> None:
         """Stop gradients to the patch embedding (the two convolutions that turn the spectrogram into patches): the
         "feature encoder" that transformers' audio fine-tuning recipes freeze. The stages and the head still train."""
@@ -523,5 +526,8 @@ class DassForAudioClassification(DassPreTrainedModel):
             )
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
+
+# Folders in the authors' Hub remote-code layout load through transformers' checkpoint conversion mapping.
+register_hub_layout("DassModel", ("DassForAudioClassification",), NUM_DIRECTIONS)
 
 __all__ = ["DassPreTrainedModel", "DassModel", "DassForAudioClassification", "DassModelOutput", "DassAudioClassifierOutput"]
