@@ -12,6 +12,8 @@ Saving stays native: `DassPreTrainedModel.save_pretrained` defaults to `save_ori
 
 from __future__ import annotations
 
+import re
+
 import torch
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.core_model_loading import ConversionOps, WeightConverter, WeightRenaming
@@ -42,6 +44,8 @@ HUB_RENAMINGS = (
 )
 # The classification head of the Hub layout.
 HUB_HEAD_RENAMINGS = ((r"^head\.", "classifier."),)
+# Tensors whose four scan directions the Hub layout stacks in one matrix (after the renamings above).
+HUB_STACKED = ((r"\.x_proj\.weight", ".x_proj_weight"), (r"\.dt_projs\.weight", ".dt_proj_weight"))
 
 
 class SplitDirections(ConversionOps):
@@ -83,11 +87,25 @@ class MergeDirections(ConversionOps):
 def hub_conversion_mapping(directions: int) -> list[WeightRenaming | WeightConverter]:
     """The transforms that turn the base model's Hub-layout keys and tensors into this package's."""
     renamings = [WeightRenaming(source, target) for source, target in HUB_RENAMINGS]
-    reshapes = [
-        WeightConverter(r"\.x_proj\.weight", ".x_proj_weight", [SplitDirections(directions)]),
-        WeightConverter(r"\.dt_projs\.weight", ".dt_proj_weight", [SplitDirections(directions)]),
-    ]
+    reshapes = [WeightConverter(source, target, [SplitDirections(directions)]) for source, target in HUB_STACKED]
     return renamings + reshapes
+
+
+def hub_state_dict_to_native(state_dict: dict[str, torch.Tensor], directions: int) -> dict[str, torch.Tensor]:
+    """The same tables applied to a whole `DassForAudioClassification` state dict in memory (for `dass convert`):
+    each pattern rewrites its first match, in order, as transformers does while loading. Keys that match nothing
+    are kept as they are, for the caller's check against the model to report."""
+    split = SplitDirections(directions)
+    native = {}
+    for key, tensor in state_dict.items():
+        for source, target in HUB_HEAD_RENAMINGS + HUB_RENAMINGS:
+            key = re.sub(source, target, key, count=1)
+        for source, target in HUB_STACKED:
+            if re.search(source, key):
+                key = re.sub(source, target, key, count=1)
+                tensor = split.convert({key: [tensor]}, [source], [key])[key]
+        native[key] = tensor
+    return native
 
 
 def register_hub_layout(base_class: str, head_classes: tuple[str, ...], directions: int) -> None:
@@ -101,4 +119,4 @@ def register_hub_layout(base_class: str, head_classes: tuple[str, ...], directio
             register_checkpoint_conversion_mapping(name, make())
 
 
-__all__ = ["HUB_HEAD_RENAMINGS", "HUB_RENAMINGS", "hub_conversion_mapping", "register_hub_layout"]
+__all__ = ["HUB_HEAD_RENAMINGS", "HUB_RENAMINGS", "HUB_STACKED", "hub_conversion_mapping", "hub_state_dict_to_native", "register_hub_layout"]
