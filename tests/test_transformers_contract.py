@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from safetensors.torch import load_file
 
 from transformers import AutoConfig, AutoModelForAudioClassification
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.auto_module import AUTO_MAP, AUTO_MODULE_FILE
+from transformers_dass.auto_module import AUTO_MAP, AUTO_MODULE_FILE, AUTO_MODULE_SOURCE
 
 from .conftest import require_fixture
 
@@ -170,3 +171,11 @@ def test_a_saved_folder_loads_in_a_program_that_never_imports_the_package(tmp_pa
                                    "transformers_dass.modeling_dass"]
     missing = run_python(LOAD_WITHOUT_IMPORT, folder, tmp_path, prelude="import sys; sys.modules['transformers_dass'] = None\n")
     assert missing.returncode != 0 and "pip install transformers-dass" in missing.stderr
+
+
+def test_the_bundled_demo_model_carries_the_same_entry_points():
+    from transformers_dass.demo_model import demo_model_path
+
+    demo = Path(demo_model_path())
+    assert (demo / AUTO_MODULE_FILE).read_text() == AUTO_MODULE_SOURCE  # the demo's copy cannot drift
+    assert json.loads((demo / "config.json").read_text())["auto_map"] == AUTO_MAP
