@@ -3,8 +3,8 @@
 Those repositories name the tensors after their own remote code (`dass.patch_embeddings.projection.*`,
 `dass.layers.{i}.blocks.{j}.op.*`, `head.*`) and keep the four scan directions of two projections stacked in one
 matrix: `x_proj.weight` (4 * (R + 2N), D) and `dt_projs.weight` (4 * D, R). Registering the renamings and the two
-reshapes below for model type "dass" lets `from_pretrained` read such a folder directly: transformers applies
-them while it loads, no converted copy is written. Folders saved by this package are already in the native layout
+reshapes below for `DassModel` and `DassForAudioClassification` lets `from_pretrained` read such a folder directly:
+transformers applies them while it loads, no converted copy is written. Folders saved by this package are already in the native layout
 and match none of the source patterns.
 
 Saving stays native: `DassPreTrainedModel.save_pretrained` defaults to `save_original_format=False`.
@@ -67,11 +67,14 @@ class SplitDirections(ConversionOps):
 
     @property
     def reverse_op(self) -> ConversionOps:
-        return MergeDirections()
+        return MergeDirections(self.directions)
 
 
 class MergeDirections(ConversionOps):
     """(directions, rows, cols) -> (directions * rows, cols): the inverse of `SplitDirections`, for saving."""
+
+    def __init__(self, directions: int):
+        self.directions = directions
 
     @torch.no_grad()
     def convert(self, input_dict, source_patterns, target_patterns, **kwargs) -> dict[str, torch.Tensor]:
@@ -81,7 +84,7 @@ class MergeDirections(ConversionOps):
 
     @property
     def reverse_op(self) -> ConversionOps:
-        return SplitDirections(1)
+        return SplitDirections(self.directions)
 
 
 def hub_conversion_mapping(directions: int) -> list[WeightRenaming | WeightConverter]:
@@ -93,13 +96,13 @@ def hub_conversion_mapping(directions: int) -> list[WeightRenaming | WeightConve
 
 def hub_state_dict_to_native(state_dict: dict[str, torch.Tensor], directions: int) -> dict[str, torch.Tensor]:
     """The same tables applied to a whole `DassForAudioClassification` state dict in memory (for `dass convert`):
-    each pattern rewrites its first match, in order, as transformers does while loading. Keys that match nothing
-    are kept as they are, for the caller's check against the model to report."""
+    each pattern rewrites its first match, in order, ending on a name boundary as transformers' patterns do. Keys
+    that match nothing are kept as they are, for the caller's check against the model to report."""
     split = SplitDirections(directions)
     native = {}
     for key, tensor in state_dict.items():
         for source, target in HUB_HEAD_RENAMINGS + HUB_RENAMINGS:
-            key = re.sub(source, target, key, count=1)
+            key = re.sub(source + (r"(?!\w)" if source[-1].isalnum() else ""), target, key, count=1)
         for source, target in HUB_STACKED:
             if re.search(source, key):
                 key = re.sub(source, target, key, count=1)
