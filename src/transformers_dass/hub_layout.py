@@ -48,16 +48,24 @@ HUB_HEAD_RENAMINGS = ((r"^head\.", "classifier."),)
 HUB_STACKED = ((r"\.x_proj\.weight", ".x_proj_weight"), (r"\.dt_projs\.weight", ".dt_proj_weight"))
 
 
-class SplitDirections(ConversionOps):
-    """(directions * rows, cols) -> (directions, rows, cols): the Hub code stacks the per-direction matrices."""
+class _DirectionsOp(ConversionOps):
+    """A one-tensor reshape between the Hub's stacked matrices and this package's per-direction ones."""
 
     def __init__(self, directions: int):
         self.directions = directions
 
+    @staticmethod
+    def only_tensor(input_dict) -> torch.Tensor:
+        (tensors,) = input_dict.values()
+        return tensors[0] if isinstance(tensors, list) else tensors
+
+
+class SplitDirections(_DirectionsOp):
+    """(directions * rows, cols) -> (directions, rows, cols): the Hub code stacks the per-direction matrices."""
+
     @torch.no_grad()
     def convert(self, input_dict, source_patterns, target_patterns, **kwargs) -> dict[str, torch.Tensor]:
-        (tensors,) = input_dict.values()
-        tensor = tensors[0] if isinstance(tensors, list) else tensors
+        tensor = self.only_tensor(input_dict)
         if tensor.ndim != 2 or tensor.shape[0] % self.directions:
             raise ValueError(
                 f"{source_patterns[0]}: expected a ({self.directions} * rows, cols) matrix in the Hub layout, got "
@@ -70,17 +78,12 @@ class SplitDirections(ConversionOps):
         return MergeDirections(self.directions)
 
 
-class MergeDirections(ConversionOps):
+class MergeDirections(_DirectionsOp):
     """(directions, rows, cols) -> (directions * rows, cols): the inverse of `SplitDirections`, for saving."""
-
-    def __init__(self, directions: int):
-        self.directions = directions
 
     @torch.no_grad()
     def convert(self, input_dict, source_patterns, target_patterns, **kwargs) -> dict[str, torch.Tensor]:
-        (tensors,) = input_dict.values()
-        tensor = tensors[0] if isinstance(tensors, list) else tensors
-        return {target_patterns[0]: tensor.flatten(0, 1).contiguous()}
+        return {target_patterns[0]: self.only_tensor(input_dict).flatten(0, 1).contiguous()}
 
     @property
     def reverse_op(self) -> ConversionOps:
