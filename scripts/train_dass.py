@@ -135,7 +135,7 @@ def build_student(model_args: ModelArguments, encoder: LabelEncoder | None):
     if path in RANDOM_INIT_SIZES:
         if encoder is None:
             raise ValueError(f"--model_name_or_path {path} has no labels: give --labels_csv")
-        config = RANDOM_INIT_SIZES[path](**_label_kwargs(encoder), **overrides)
+        config = RANDOM_INIT_SIZES[path](**_label_kwargs(encoder), **overrides, problem_type="multi_label_classification")
         return DassForAudioClassification(config), DassFeatureExtractor(), encoder
 
     config = AutoConfig.from_pretrained(path, **hub)
@@ -158,6 +158,8 @@ def build_student(model_args: ModelArguments, encoder: LabelEncoder | None):
         extractor = AutoFeatureExtractor.from_pretrained(path, **hub)
     except OSError:
         extractor = DassFeatureExtractor()
+    if model.config.problem_type is None:  # the collator's targets are multi-hot: say so in the saved config
+        model.config.problem_type = "multi_label_classification"
     return model, extractor, encoder
 
 

@@ -16,7 +16,7 @@ def test_defaults_are_dass_small():
     assert (config.d_state, config.ssm_ratio, config.dt_rank, config.mlp_ratio) == (1, 1.0, "auto", 4.0)
     assert (config.ssm_conv, config.ssm_conv_bias, config.patch_size, config.num_mel_bins) == (3, False, 4, 128)
     assert (config.drop_path_rate, config.layer_norm_eps, config.num_labels) == (0.2, 1e-5, 527)
-    assert config.problem_type == "multi_label_classification"
+    assert config.problem_type is None  # inferred from the first labels, as transformers does
     assert config.scan_backend == "auto"
     assert config.dt_ranks == [6, 12, 24, 48]
 

@@ -130,6 +130,7 @@ def test_train_script_distils_evaluates_averages_and_saves_a_pipeline_ready_mode
     assert isinstance(model, DassForAudioClassification) and isinstance(extractor, DassFeatureExtractor)
     assert extractor.max_length == MAX_LENGTH and model.config.label_mids[0] == "/m/09x0r"
     assert model.config.id2label[137] == "Music"
+    assert model.config.problem_type == "multi_label_classification"  # multi-hot targets: sigmoid scores
     classifier = pipeline("audio-classification", model=str(output_dir))
     tone = np.sin(2 * np.pi * 900 * np.arange(16000) / 16000).astype(np.float32)
     predictions = classifier({"raw": tone, "sampling_rate": 16000}, top_k=3)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 
 from transformers import PreTrainedConfig
+from transformers.utils import logging
 
+from .auto_module import AUTO_MAP, write_auto_module
 from .ops import SCAN_BACKENDS
+
+logger = logging.get_logger(__name__)
 
 # Field names used by the Hub remote-code configs (saurabhati/DASS_*) -> ours.
 _HUB_ALIASES = {"num_classes": "num_labels"}
@@ -64,11 +68,19 @@ class DassConfig(PreTrainedConfig):
             Input frames (10 ms each) from which `"auto"` takes the lean path.
         num_labels (`int`, defaults to 527):
             AudioSet classes by default. `num_classes` (Hub name) is accepted.
-        problem_type (`str`, defaults to `"multi_label_classification"`):
+        problem_type (`str`, *optional*):
             `"multi_label_classification"` (sigmoid + BCE), `"single_label_classification"` (softmax + CE)
-            or `"regression"` (MSE).
+            or `"regression"` (MSE). Unset, the model infers it from the first labels it is given, as transformers'
+            models do: integer class indices of shape `(batch,)` mean single-label, float `(batch, num_labels)`
+            multi-label. Converted AudioSet checkpoints and Hub remote-code configs are multi-label. Loading a
+            config with a new label set (`from_pretrained(..., num_labels=..., id2label=...)`) resets it unless
+            `problem_type` is passed too: the old head's task does not carry over to a new head.
         label_mids (`list[str]`, *optional*):
-            AudioSet machine ids (`/m/...`) of the labels, in label order, when known.
+            AudioSet machine ids (`/m/...`) of the labels, in label order, when known. Changing `id2label` (or
+            `num_labels`) rebuilds them by label name when every new label is an old one, else drops them.
+
+    Folders written by `save_pretrained` carry an `auto_map` to `dass_auto.py` (see `auto_module.py`), so that
+    transformers' Auto classes load them with `trust_remote_code=True` without importing this package.
 
     Example:
     ```python
@@ -102,6 +114,7 @@ class DassConfig(PreTrainedConfig):
         label_mids: list[str] | None = None,
         **kwargs,
     ):
+        hub_fields = any(hub_name in kwargs for hub_name in _HUB_ALIASES)
         for hub_name, name in _HUB_ALIASES.items():
             if hub_name in kwargs:
                 kwargs.setdefault(name, kwargs.pop(hub_name))
@@ -110,7 +123,8 @@ class DassConfig(PreTrainedConfig):
             kwargs.pop(name, None)
         if "num_labels" not in kwargs and "id2label" not in kwargs:
             kwargs["num_labels"] = 527
-        kwargs.setdefault("problem_type", "multi_label_classification")
+        if hub_fields:  # the authors' Hub checkpoints are AudioSet taggers: multi-label
+            kwargs.setdefault("problem_type", "multi_label_classification")
 
         if dims is None:
             dims = [96, 192, 384, 768] if embed_dim is None else [embed_dim * 2**i for i in range(4)]
@@ -133,7 +147,54 @@ class DassConfig(PreTrainedConfig):
         self.lean_threshold_frames = lean_threshold_frames
         self.label_mids = label_mids
         super().__init__(**kwargs)
+        self.auto_map = dict(AUTO_MAP)
         self._validate(embed_dim)
+
+    def __setattr__(self, key, value):
+        """Keep `label_mids` in step with `id2label` (which `num_labels` rewrites too): rebuilt by name when every
+        new label is an old one, dropped otherwise."""
+        if key != "id2label" or self.__dict__.get("label_mids") is None:
+            return super().__setattr__(key, value)
+        old_names = _label_names(self.__dict__.get("id2label"))
+        super().__setattr__(key, value)
+        mids = self.__dict__["label_mids"]
+        if old_names is None or len(old_names) != len(mids):
+            return None  # first assignment (in __init__), or already inconsistent: `_validate` judges it
+        mid_of = dict(zip(old_names, mids))
+        new_names = _label_names(self.__dict__.get("id2label")) or []
+        rebuilt = [mid_of[name] for name in new_names] if all(name in mid_of for name in new_names) else None
+        if rebuilt is None:
+            logger.info("DassConfig: new labels %s are not all old ones; label_mids dropped.", new_names[:5])
+        self.__dict__["label_mids"] = rebuilt
+        return None
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """`PreTrainedConfig.from_dict`; a new label set given as keyword (`num_labels`, `id2label`) also resets a
+        stored `problem_type` unless `problem_type` is given with it (see the class docstring)."""
+        explicit_problem = "problem_type" in kwargs
+        result = super().from_dict(config_dict, **kwargs)
+        config = result[0] if isinstance(result, tuple) else result
+        old_names = _label_names(config_dict.get("id2label"))
+        if not explicit_problem and config.problem_type is not None and old_names is not None:
+            if old_names != _label_names(config.id2label):
+                logger.warning(
+                    "DassConfig: new label set (%d labels, was %d): problem_type %r of the old head is reset, to be "
+                    "inferred from the training labels; pass problem_type=... to set it.",
+                    config.num_labels, len(old_names), config.problem_type,
+                )
+                config.problem_type = None
+        return result
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedConfig.save_pretrained`, plus `dass_auto.py`, the module its `auto_map` names."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        write_auto_module(save_directory)
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoConfig"):
+        """A no-op: `auto_map` is always written (see `auto_module.py`); transformers' default would copy this
+        package's source files into saved folders."""
 
     @classmethod
     def small(cls, **kwargs) -> "DassConfig":
@@ -208,6 +269,13 @@ class DassConfig(PreTrainedConfig):
             fail(f"`problem_type` must be one of {allowed_problems}, got {self.problem_type!r}.")
         if self.label_mids is not None and len(self.label_mids) != self.num_labels:
             fail(f"`label_mids` has {len(self.label_mids)} entries for {self.num_labels} labels.")
+
+
+def _label_names(id2label: dict | None) -> list[str] | None:
+    """Label names in id order (JSON keys are strings), or None without labels."""
+    if id2label is None:
+        return None
+    return [id2label[key] for key in sorted(id2label, key=int)]
 
 
 __all__ = ["DassConfig"]

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from .configuration_dass import DassConfig
 from .feature_extraction_dass import DassFeatureExtractor
+from .hub_layout import hub_state_dict_to_native
 from .modeling_dass import NUM_DIRECTIONS, DassForAudioClassification
 
 _WB = r"\.(weight|bias)"
@@ -36,25 +37,15 @@ _ORIGINAL_RULES = [
     (r"classifier\.norm" + _WB, r"dass.layernorm.\1"),
     (r"classifier\.head" + _WB, r"classifier.\1"),
 ]
-_HUB_RULES = [
-    (r"dass\.patch_embeddings\.projection\.0" + _WB, r"dass.embeddings.conv1.\1"),
-    (r"dass\.patch_embeddings\.projection\.1" + _WB, r"dass.embeddings.norm1.\1"),
-    (r"dass\.patch_embeddings\.projection\.3" + _WB, r"dass.embeddings.conv2.\1"),
-    (r"dass\.patch_embeddings\.projection\.4" + _WB, r"dass.embeddings.norm2.\1"),
-    (r"dass\.layers\.(\d+)\.downsample\.down" + _WB, r"dass.stages.\1.downsample.conv.\2"),
-    (r"dass\.layers\.(\d+)\.downsample\.norm" + _WB, r"dass.stages.\1.downsample.norm.\2"),
-    (r"dass\.norm" + _WB, r"dass.layernorm.\1"),
-    (r"head" + _WB, r"classifier.\1"),
-]
-# Inside `layers.{i}.blocks.{j}.` (both layouts; the Hub one prefixes `dass.`).
-_BLOCK = r"(?:dass\.)?layers\.(\d+)\.blocks\.(\d+)\.(.+)"
+# Inside `layers.{i}.blocks.{j}.` of the original layout.
+_BLOCK = r"layers\.(\d+)\.blocks\.(\d+)\.(.+)"
 _BLOCK_RULES = [
     (r"norm" + _WB, r"layernorm_before.\1"),
     (r"norm2" + _WB, r"layernorm_after.\1"),
     (r"op\.in_proj\.weight", "mixer.in_proj.weight"),
     (r"op\.conv2d" + _WB, r"mixer.conv2d.\1"),
-    (r"op\.x_proj(?:_weight|\.weight)", "mixer.x_proj_weight"),
-    (r"op\.dt_projs(?:_weight|\.weight)", "mixer.dt_proj_weight"),
+    (r"op\.x_proj_weight", "mixer.x_proj_weight"),
+    (r"op\.dt_projs_weight", "mixer.dt_proj_weight"),
     (r"op\.dt_projs_bias", "mixer.dt_proj_bias"),
     (r"op\.A_logs", "mixer.A_log"),
     (r"op\.Ds", "mixer.D"),
@@ -137,26 +128,25 @@ def _rename(key: str, rules) -> str | None:
 def to_native_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename (and, for the Hub layout, reshape) every tensor to this package's names.
 
-    Raises `CheckpointConversionError` listing every key that maps to nothing.
+    The Hub layout goes through the tables `from_pretrained` uses (`hub_layout.py`); keys they do not know are
+    left for `check_state_dict` to report. For the original layout, raises `CheckpointConversionError` listing
+    every key that maps to nothing.
     """
     layout = detect_layout(state_dict)
     if layout == "native":
         return dict(state_dict)
-    rules = _HUB_RULES if layout == "hub" else _ORIGINAL_RULES
+    if layout == "hub":
+        return hub_state_dict_to_native(state_dict, NUM_DIRECTIONS)
     native, unknown = {}, []
     for key, tensor in state_dict.items():
-        source = key if layout == "hub" else _strip_original_prefix(key)
-        target = _rename(source, rules)
+        target = _rename(_strip_original_prefix(key), _ORIGINAL_RULES)
         if target is None:
             unknown.append(key)
             continue
-        if layout == "hub" and target.endswith(("mixer.x_proj_weight", "mixer.dt_proj_weight")):
-            # (4*rows, cols) -> (4, rows, cols): the Hub code keeps the directions stacked in one matrix.
-            tensor = tensor.reshape(NUM_DIRECTIONS, -1, tensor.shape[-1])
         native[target] = tensor
     if unknown:
         raise CheckpointConversionError(
-            f"{len(unknown)} key(s) of this {layout}-layout checkpoint are not part of DASS: {sorted(unknown)}"
+            f"{len(unknown)} key(s) of this original-layout checkpoint are not part of DASS: {sorted(unknown)}"
         )
     return native
 
@@ -238,7 +228,8 @@ def read_labels_csv(path: str | os.PathLike) -> tuple[list[str], list[str]]:
 def build_model(state_dict: dict[str, torch.Tensor], **config_kwargs) -> DassForAudioClassification:
     """Build a `DassForAudioClassification` holding the weights of a checkpoint in any known layout."""
     native = to_native_state_dict(state_dict)
-    config = DassConfig(**{**infer_config_kwargs(native), **config_kwargs})
+    # The released checkpoints are AudioSet taggers: multi-label, written explicitly into the config.
+    config = DassConfig(**{**infer_config_kwargs(native), "problem_type": "multi_label_classification", **config_kwargs})
     model = DassForAudioClassification(config)
     check_state_dict(model, native)
     model.load_state_dict(native, strict=True)

@@ -14,7 +14,8 @@ DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo"
 
 
 def demo_model_path() -> str:
-    """Folder of the bundled demo model (config.json, model.safetensors, preprocessor_config.json, README.md)."""
+    """Folder of the bundled demo model (config.json, model.safetensors, preprocessor_config.json, dass_auto.py,
+    README.md)."""
     if not (DEMO_MODEL_DIR / "model.safetensors").is_file():
         raise FileNotFoundError(
             f"the bundled demo model is missing from {DEMO_MODEL_DIR}; reinstall transformers-dass "

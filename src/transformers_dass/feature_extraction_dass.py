@@ -15,6 +15,8 @@ import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
+from .auto_module import AUTO_MAP, write_auto_module
+
 logger = logging.get_logger(__name__)
 
 FRAME_LENGTH_MS = 25
@@ -318,6 +320,7 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
     ):
         num_mel_bins = _positive_int(num_mel_bins, "num_mel_bins")
         feature_size = num_mel_bins if feature_size is None else _positive_int(feature_size, "feature_size")
+        kwargs.pop("auto_map", None)  # always written by `to_dict` (see auto_module.py)
         if feature_size != num_mel_bins:
             raise ValueError(f"feature_size ({feature_size}) must equal num_mel_bins ({num_mel_bins})")
         super().__init__(
@@ -345,7 +348,18 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
         """Serialisable constructor arguments; the cached window and filters are left out."""
         output = super().to_dict()
         output.pop("_kernel_cache", None)
+        output["auto_map"] = {"AutoFeatureExtractor": AUTO_MAP["AutoFeatureExtractor"]}
         return output
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`FeatureExtractionMixin.save_pretrained`, plus `dass_auto.py`, the module its `auto_map` names."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        write_auto_module(save_directory)
+        return result
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoFeatureExtractor"):
+        """A no-op, as `DassConfig.register_for_auto_class`: `auto_map` is always written."""
 
     def _kernels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Cached (window (window_size,), mel filters (num_mel_bins, fft_size // 2 + 1)) for the current settings."""

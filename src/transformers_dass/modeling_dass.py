@@ -13,8 +13,6 @@ projections are plain `nn.LayerNorm` / `nn.Linear`; outputs handed to the user a
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +26,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_dass import INFERENCE_MODES, DassConfig
+from .hub_layout import register_hub_layout
 from .lean_inference import lean_forward
 from .ops import cross_selective_scan
 
@@ -110,6 +109,14 @@ def channels_first(hidden_states: torch.Tensor) -> torch.Tensor:
 def channels_last(hidden_states: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, H, W, C)."""
     return hidden_states.permute(0, 2, 3, 1)
+
+
+def _keep_hidden_state(hidden_states: torch.Tensor, kept: tuple) -> tuple[torch.Tensor, tuple]:
+    """Append the channels-first view of a (B, H, W, C) map to `kept` and continue from that very tensor, so that
+    the returned hidden state is part of the graph: its `.grad` (after `retain_grad()`) is the gradient of the
+    output, as gradient-based attributions need. Returns (the map to continue with, channels-last, and `kept`)."""
+    returned = channels_first(hidden_states)
+    return channels_last(returned), kept + (returned,)
 
 
 class DassPatchEmbeddings(nn.Module):
@@ -246,20 +253,15 @@ class DassPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["DassBlock"]
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, which also accepts the Hub remote-code layout of the authors'
-        repositories (`saurabhati/DASS_*`: `dass.*`/`head.*` keys) and converts it on the fly, so that no
-        `trust_remote_code` is needed. Folders written by this package load directly."""
-        from .conversion import convert_hub_folder, is_hub_remote_code_folder
+    def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
+        """`PreTrainedModel.save_pretrained`, writing this package's layout by default: a model read from the Hub
+        remote-code layout (see `hub_layout.py`) is saved in the native one unless `save_original_format=True`."""
+        return super().save_pretrained(save_directory, *args, save_original_format=save_original_format, **kwargs)
 
-        folder = _resolve_checkpoint_folder(pretrained_model_name_or_path, kwargs)
-        if folder is None or not is_hub_remote_code_folder(folder):
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        logger.info("%s holds the Hub remote-code layout; converting it to the native one.", folder)
-        with tempfile.TemporaryDirectory(prefix="dass-hub-") as converted:
-            convert_hub_folder(folder, converted)
-            return super().from_pretrained(converted, *model_args, **kwargs)
+    @classmethod
+    def register_for_auto_class(cls, auto_class="AutoModel"):
+        """A no-op: DASS folders name their Auto classes through `auto_map` entries that import the installed
+        package (see `auto_module.py`); transformers' default would copy this package's source into the folder."""
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -295,27 +297,6 @@ class DassPreTrainedModel(PreTrainedModel):
         init.ones_(module.D)
 
 
-def _resolve_checkpoint_folder(name_or_path, kwargs) -> str | None:
-    """Local folder holding `config.json` + `model.safetensors` for a path or Hub id, or None if unknown."""
-    if os.path.isdir(name_or_path):
-        return str(name_or_path)
-    from transformers.utils import cached_file
-
-    hub_kwargs = {
-        k: kwargs[k]
-        for k in ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
-        if k in kwargs
-    }
-    try:
-        files = [
-            cached_file(name_or_path, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-            for name in ("config.json", "model.safetensors")
-        ]
-    except (OSError, ValueError):
-        return None
-    return os.path.dirname(files[1]) if all(files) else None
-
-
 class DassModel(DassPreTrainedModel):
     def __init__(self, config: DassConfig):
         super().__init__(config)
@@ -331,6 +312,17 @@ class DassModel(DassPreTrainedModel):
         )
         self.layernorm = nn.LayerNorm(config.dims[-1], eps=config.layer_norm_eps)
         self.post_init()
+
+    def get_input_embeddings(self) -> nn.Conv2d:
+        """The first layer on the input, the patch embedding's first convolution: what `enable_input_require_grads`
+        hooks so that gradient checkpointing and adapters still get gradients when the model itself is frozen."""
+        return self.embeddings.conv1
+
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients to the patch embedding (the two convolutions that turn the spectrogram into patches): the
+        "feature encoder" that transformers' audio fine-tuning recipes freeze. The stages and the head still train."""
+        for parameter in self.embeddings.parameters():
+            parameter.requires_grad = False
 
     def _check_input(self, input_values: torch.Tensor) -> None:
         if not torch.is_tensor(input_values):
@@ -399,18 +391,19 @@ class DassModel(DassPreTrainedModel):
             hidden_states, all_hidden_states = lean_forward(self, pixel_values, output_hidden_states, show_progress)
         else:
             hidden_states = self.embeddings(pixel_values)
-            all_hidden_states = (channels_first(hidden_states),) if output_hidden_states else None
+            all_hidden_states = None
+            if output_hidden_states:
+                hidden_states, all_hidden_states = _keep_hidden_state(hidden_states, ())
             for stage in self.stages:
                 for block in stage.blocks:
                     hidden_states = block(hidden_states)
                 if output_hidden_states:
-                    all_hidden_states += (channels_first(hidden_states),)
+                    hidden_states, all_hidden_states = _keep_hidden_state(hidden_states, all_hidden_states)
                 if stage.downsample is not None:
                     hidden_states = stage.downsample(hidden_states)
 
-        hidden_states = self.layernorm(hidden_states)
-        pooled_output = hidden_states.mean(dim=(1, 2))
-        last_hidden_state = channels_first(hidden_states)
+        last_hidden_state = channels_first(self.layernorm(hidden_states))
+        pooled_output = last_hidden_state.mean(dim=(2, 3))
 
         if not return_dict:
             return tuple(v for v in (last_hidden_state, pooled_output, all_hidden_states) if v is not None)
@@ -472,6 +465,10 @@ class DassForAudioClassification(DassPreTrainedModel):
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, frame_logits=frame_logits
         )
 
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients to the patch embedding (DASS's feature encoder), as `DassModel.freeze_feature_encoder`."""
+        self.dass.freeze_feature_encoder()
+
     def _strided_convs(self) -> list[nn.Conv2d]:
         """The convolutions that shrink time, in order: the patch embedding's two, then each downsampling."""
         convs = [self.dass.embeddings.conv1, self.dass.embeddings.conv2]
@@ -500,16 +497,17 @@ class DassForAudioClassification(DassPreTrainedModel):
         return torch.stack([starts, ends], dim=1) * frame_shift
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Loss chosen by `config.problem_type` (inferred from the labels when unset, as transformers does)."""
+        """Loss chosen by `config.problem_type`; when it is unset, inferred from the labels as transformers' models
+        do (one label: regression; integer labels: single-label; otherwise multi-label) and stored in the config."""
         labels = labels.to(logits.device)
-        problem_type = self.config.problem_type
-        if problem_type is None:
+        if self.config.problem_type is None:
             if self.num_labels == 1:
-                problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                problem_type = "single_label_classification"
+                self.config.problem_type = "regression"
+            elif self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
             else:
-                problem_type = "multi_label_classification"
+                self.config.problem_type = "multi_label_classification"
+        problem_type = self.config.problem_type
         if problem_type == "regression":
             if self.num_labels == 1:
                 return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
@@ -528,5 +526,8 @@ class DassForAudioClassification(DassPreTrainedModel):
             )
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
+
+# Folders in the authors' Hub remote-code layout load through transformers' checkpoint conversion mapping.
+register_hub_layout("DassModel", ("DassForAudioClassification",), NUM_DIRECTIONS)
 
 __all__ = ["DassPreTrainedModel", "DassModel", "DassForAudioClassification", "DassModelOutput", "DassAudioClassifierOutput"]
