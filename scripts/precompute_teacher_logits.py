@@ -142,7 +142,9 @@ def load_teacher(args: PrecomputeArguments):
 @torch.no_grad()
 def teacher_logits(teacher, extractor, waveforms: list[np.ndarray], args: PrecomputeArguments) -> np.ndarray:
     """(clips, num_labels) float32 teacher logits of mono waveforms at the extractor's rate."""
-    features = extractor(waveforms, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_values"]
+    # A DASS extractor keeps long clips whole unless asked: the logits are of the fixed-length training clips.
+    cut = {"truncation": True} if isinstance(extractor, DassFeatureExtractor) else {}
+    features = extractor(waveforms, sampling_rate=extractor.sampling_rate, return_tensors="pt", **cut)["input_values"]
     outputs = teacher(input_values=features.to(device=args.device, dtype=DTYPES[args.dtype]))
     logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
     return logits.float().cpu().numpy()

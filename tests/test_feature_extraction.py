@@ -62,7 +62,8 @@ def assert_features_close(got: np.ndarray, want: np.ndarray, wave: np.ndarray, w
 
 @pytest.mark.parametrize("clip", CLIPS)
 def test_input_values_match_reference(reference, extractor, clip):
-    got = features(extractor, reference[f"wave.{clip}"])
+    # The authors' features are cut to 10 s: parity asks for the cut.
+    got = features(extractor, reference[f"wave.{clip}"], truncation=True)
     want = reference[f"input_values.{clip}"]
     assert got.shape == (1,) + want.shape == (1, 1024, 128)
     assert got.dtype == np.float32
@@ -84,7 +85,8 @@ def test_raw_fbank_matches_reference(reference, clip):
 def test_torchaudio_backend_matches_torch_backend(reference, extractor, clip):
     wave = reference[f"wave.{clip}"]
     other = DassFeatureExtractor(backend="torchaudio")
-    assert_features_close(features(other, wave)[0], features(extractor, wave)[0], wave, f"torchaudio backend, {clip}")
+    got, want = features(other, wave, truncation=True)[0], features(extractor, wave, truncation=True)[0]
+    assert_features_close(got, want, wave, f"torchaudio backend, {clip}")
 
 
 def test_torchaudio_backend_missing_gives_clear_import_error(monkeypatch):
@@ -107,13 +109,33 @@ def test_max_length_none_keeps_every_frame(extractor):
     assert features(extractor, noise(60), max_length=None).shape == (1, 5998, 128)
 
 
-def test_call_max_length_overrides_and_cuts_to_leading_frames(extractor):
+def test_long_clips_are_kept_whole_by_default(extractor):
+    audio = noise(12)  # 1198 frames, longer than the training length (1024)
+    got = features(extractor, audio)
+    assert got.shape == (1, 1198, 128)
+    np.testing.assert_array_equal(got, features(extractor, audio, max_length=None))
+    assert features(extractor, audio, max_length=100).shape == (1, 1198, 128)
+
+
+def test_truncation_cuts_to_leading_frames_and_says_how_much(extractor, caplog):
     audio = noise(3)
     full = features(extractor, audio, max_length=None)
-    cut = features(extractor, audio, max_length=100)
+    with caplog.at_level(logging.INFO, logger="transformers_dass.feature_extraction_dass"):
+        cut = features(extractor, audio, max_length=100, truncation=True)
+        features(extractor, audio, max_length=100, truncation=True)
+        features(extractor, noise(0.5), max_length=100, truncation=True)  # 48 frames: padded, nothing cut
     assert cut.shape == (1, 100, 128)
     np.testing.assert_array_equal(cut, full[:, :100])
-    assert features(DassFeatureExtractor(max_length=50), audio).shape == (1, 50, 128)
+    records = [r for r in caplog.records if "truncation=True cut" in r.getMessage()]
+    assert [r.levelno for r in records] == [logging.WARNING, logging.INFO]
+    assert "cut 1 of 1 clips to max_length=100 frames (1.00 s), dropping 1.98 s of audio" in records[0].getMessage()
+    short = features(DassFeatureExtractor(max_length=50), audio, truncation=True)
+    assert short.shape == (1, 50, 128)
+
+
+def test_truncation_without_max_length_is_refused(extractor):
+    with pytest.raises(ValueError, match="truncation=True cuts clips to max_length frames: pass max_length"):
+        features(extractor, noise(1), max_length=None, truncation=True)
 
 
 def test_short_clip_is_padded_with_normalised_zero_rows(extractor):
@@ -134,19 +156,24 @@ def test_batch_equals_each_clip_alone(extractor):
     np.testing.assert_allclose(batch[1, 148:], PAD_ROW, rtol=0, atol=1e-6)
 
 
-def test_attention_mask_marks_real_frames(extractor):
-    batch = extractor([noise(3), noise(1)], sampling_rate=SR, max_length=200, return_attention_mask=True)
-    mask = batch["attention_mask"]
-    assert mask.shape == (2, 200)
+def test_attention_mask_marks_each_clip_and_not_batch_padding(extractor):
+    clips = [noise(3, seed=1), noise(1, seed=2)]
+    batch = extractor(clips, sampling_rate=SR, max_length=200)
+    mask, values = batch["attention_mask"], batch["input_values"]
+    assert mask.shape == (2, 298) and values.shape == (2, 298, 128)
     assert np.issubdtype(mask.dtype, np.integer)
-    assert mask[0].tolist() == [1] * 200
-    assert mask[1].tolist() == [1] * 98 + [0] * 102
-    assert "attention_mask" not in extractor(noise(1), sampling_rate=SR)
+    assert mask[0].tolist() == [1] * 298
+    # The 1 s clip's own padding to max_length is part of it (the model was trained on such rows).
+    assert mask[1].tolist() == [1] * 200 + [0] * 98
+    alone = features(extractor, clips[1], max_length=200)[0]
+    np.testing.assert_array_equal(values[1, :200], alone)
+    cut = extractor(clips, sampling_rate=SR, max_length=200, truncation=True)["attention_mask"]
+    assert cut.tolist() == [[1] * 200, [1] * 200]
 
 
 def test_attention_mask_default_comes_from_constructor():
-    batch = DassFeatureExtractor(return_attention_mask=True)([noise(1)], sampling_rate=SR, max_length=None)
-    assert batch["attention_mask"].tolist() == [[1] * 98]
+    assert DassFeatureExtractor()([noise(1)], sampling_rate=SR, max_length=None)["attention_mask"].tolist() == [[1] * 98]
+    assert "attention_mask" not in DassFeatureExtractor(return_attention_mask=False)(noise(1), sampling_rate=SR)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -180,7 +207,7 @@ def test_return_tensors_pt(extractor):
     assert isinstance(batch["input_values"], torch.Tensor)
     assert batch["input_values"].dtype == torch.float32
     assert batch["input_values"].shape == (2, 1024, 128)
-    assert batch["attention_mask"].sum(dim=1).tolist() == [98, 198]
+    assert batch["attention_mask"].sum(dim=1).tolist() == [1024, 1024]  # both padded to the training length
 
 
 def test_digital_silence_gives_the_log_floor(extractor):
@@ -192,9 +219,9 @@ def test_digital_silence_gives_the_log_floor(extractor):
 
 def test_one_hour_runs(extractor):
     hour = np.resize(noise(1), 3600 * SR)
-    got = extractor(hour, sampling_rate=SR, max_length=None, return_tensors="pt")["input_values"]
+    got = extractor(hour, sampling_rate=SR, return_tensors="pt")["input_values"]
     assert got.shape == (1, 1 + (3600 * SR - 400) // 160, 128) == (1, 359998, 128)
-    assert features(extractor, hour).shape == (1, 1024, 128)
+    assert features(extractor, hour, truncation=True).shape == (1, 1024, 128)
 
 
 # ------------------------------------------------------------------------------------------------------------

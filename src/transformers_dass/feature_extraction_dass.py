@@ -285,7 +285,7 @@ def _check_samples(clip: torch.Tensor, where: str, min_samples: int, sampling_ra
 
 
 class DassFeatureExtractor(SequenceFeatureExtractor):
-    r"""DASS feature extractor: mean-removed waveform -> Kaldi log-mel fbank -> pad/cut -> normalise.
+    r"""DASS feature extractor: mean-removed waveform -> Kaldi log-mel fbank -> pad (or cut) -> normalise.
 
     Output `input_values` is (batch, frames, num_mel_bins) float32, the layout `DassModel` takes.
 
@@ -293,12 +293,15 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
         feature_size: mel bins per frame; defaults to (and must equal) `num_mel_bins`.
         sampling_rate: rate in Hz the model expects; other rates are refused, not resampled.
         num_mel_bins: Kaldi mel filters.
-        max_length: frames per clip after zero-row padding / cutting (1024 frames = 10.24 s);
-            None keeps every frame and pads a batch to its longest clip.
+        max_length: the model's training length in frames (1024 frames = 10.24 s). Shorter clips are padded to it
+            with zero rows, as in training; longer ones are kept whole (DASS takes any length) unless a call asks
+            for `truncation=True`. None: no padding either, every clip as long as its audio.
         padding_value: raw (pre-normalisation) fbank value of padded frames; the authors use 0.
         do_normalize: apply `(x - mean) / (2 * std)`.
         mean, std: the normalisation statistics (AudioSet values of the DASS authors).
-        return_attention_mask: default for `__call__`: also return which frames hold real audio.
+        return_attention_mask: default for `__call__`: also return which frames belong to each clip (its audio
+            and its padding to `max_length`) as opposed to padding added to batch it with longer clips.
+            `DassForAudioClassification` reads it to give every clip of a batch the answer it gets alone.
         backend: "torch" (built in) or "torchaudio" (`torchaudio.compliance.kaldi.fbank`, must be installed).
     """
 
@@ -314,7 +317,7 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
         do_normalize: bool = True,
         mean: float = -4.2677393,
         std: float = 4.5689974,
-        return_attention_mask: bool = False,
+        return_attention_mask: bool = True,
         backend: str = "torch",
         **kwargs,
     ):
@@ -343,11 +346,13 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
         self._kernel_cache: dict = {}
+        self._warned_cut = False
 
     def to_dict(self) -> dict:
         """Serialisable constructor arguments; the cached window and filters are left out."""
         output = super().to_dict()
         output.pop("_kernel_cache", None)
+        output.pop("_warned_cut", None)
         output["auto_map"] = {"AutoFeatureExtractor": AUTO_MAP["AutoFeatureExtractor"]}
         return output
 
@@ -375,6 +380,7 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
         raw_speech,
         sampling_rate: int | None = None,
         max_length=_USE_DEFAULT,
+        truncation: bool = False,
         return_tensors=None,
         return_attention_mask: bool | None = None,
         **kwargs,
@@ -385,13 +391,16 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
             raw_speech: a 1-D waveform (numpy float or int16/int32 PCM, torch tensor, list of floats) or a
                 list/tuple of them; mono, at `self.sampling_rate`.
             sampling_rate: rate of `raw_speech`; checked against `self.sampling_rate` (pass it).
-            max_length: frames per clip; defaults to `self.max_length`, None keeps all frames.
+            max_length: shortest clip in frames (padded up to it); defaults to `self.max_length`; None pads nothing.
+            truncation: also cut longer clips to `max_length` frames (training, parity with the authors' fixed
+                10 s inputs). Each call that cuts logs the seconds of audio it dropped.
             return_tensors: "pt", "np" or None (numpy arrays).
             return_attention_mask: defaults to `self.return_attention_mask`.
 
         Returns:
-            BatchFeature with "input_values" (batch, frames, num_mel_bins) float32 and, if asked,
-            "attention_mask" (batch, frames) int32: 1 for frames made from audio, 0 for padding.
+            BatchFeature with "input_values" (batch, frames, num_mel_bins) float32, frames = the longest clip after
+            padding/cutting, and, if asked, "attention_mask" (batch, frames) int32: 1 for the frames of each clip
+            (audio and padding to `max_length`), 0 for the padding that batches it with longer clips.
         """
         self._check_call_rate(sampling_rate)
         if kwargs:
@@ -400,9 +409,19 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
         lengths = [num_frames(w.shape[0], self.sampling_rate) for w in waveforms]
         if max_length is _USE_DEFAULT:
             max_length = self.max_length
-        target = max(lengths) if max_length is None else _positive_int(max_length, "max_length")
+        if max_length is not None:
+            max_length = _positive_int(max_length, "max_length")
+        if _bool(truncation, "truncation") and max_length is None:
+            raise ValueError("truncation=True cuts clips to max_length frames: pass max_length (e.g. 1024 = 10.24 s)")
+        if max_length is None:
+            clip_lengths = lengths
+        elif truncation:
+            clip_lengths = [max_length] * len(lengths)
+            self._log_cut(lengths, max_length)
+        else:
+            clip_lengths = [max(length, max_length) for length in lengths]
 
-        features, mask = self._batch_features(waveforms, lengths, target)
+        features, mask = self._batch_features(waveforms, lengths, clip_lengths)
         data = {"input_values": features.numpy()}
         if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
             data["attention_mask"] = mask.numpy()
@@ -433,16 +452,36 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
             waveforms.append(waveform)
         return waveforms
 
+    def _log_cut(self, lengths: list[int], max_length: int) -> None:
+        """Say how much audio `truncation=True` drops: a warning the first time, at info level afterwards (a
+        training run cuts every batch)."""
+        cut = [length - max_length for length in lengths if length > max_length]
+        if not cut:
+            return
+        _, shift, _ = frame_geometry(self.sampling_rate)
+        message = (
+            f"truncation=True cut {len(cut)} of {len(lengths)} clips to max_length={max_length} frames "
+            f"({max_length * shift / self.sampling_rate:.2f} s), dropping {sum(cut) * shift / self.sampling_rate:.2f} s "
+            "of audio. Leave truncation off to keep whole recordings (DASS takes any length)."
+        )
+        if self._warned_cut:
+            logger.info(message)
+        else:
+            logger.warning(message + " Later cuts by this extractor are logged at info level.")
+            self._warned_cut = True
+
     def _batch_features(
-        self, waveforms: list[torch.Tensor], lengths: list[int], target: int
+        self, waveforms: list[torch.Tensor], lengths: list[int], clip_lengths: list[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded/cut (and normalised) features (batch, target, bins) float32 and frame mask (batch, target) int32."""
+        """Features (batch, max(clip_lengths), bins) float32, normalised if asked, and the clip mask (same first
+        two dims) int32: clip `row` gets min(lengths[row], clip_lengths[row]) frames of audio, zero-row padding
+        up to clip_lengths[row] (mask 1), then batch padding (mask 0)."""
+        target = max(clip_lengths)
         features = torch.full((len(waveforms), target, self.num_mel_bins), self.padding_value, dtype=torch.float32)
         mask = torch.zeros(len(waveforms), target, dtype=torch.int32)
-        for row, (waveform, length) in enumerate(zip(waveforms, lengths)):
-            kept = min(length, target)
-            self._fbank_into(features[row, :kept], waveform)
-            mask[row, :kept] = 1
+        for row, (waveform, length, clip_length) in enumerate(zip(waveforms, lengths, clip_lengths)):
+            self._fbank_into(features[row, : min(length, clip_length)], waveform)
+            mask[row, :clip_length] = 1
         if self.do_normalize:
             features.sub_(self.mean).div_(self.std * 2)
         return features, mask

@@ -366,12 +366,16 @@ class DassModel(DassPreTrainedModel):
         return_dict: bool | None = None,
         inference_mode: str | None = None,
         show_progress: bool = False,
+        attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> DassModelOutput | tuple:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
                 Normalised kaldi fbank features from `DassFeatureExtractor`; any number of frames >= 1.
+            attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*):
+                Accepted from `DassFeatureExtractor` when every clip fills the batch; clips of different lengths
+                have feature maps of different sizes, so they are refused here (run them one at a time).
             inference_mode (`str`, *optional*):
                 `"auto"`, `"lean"` or `"standard"`; defaults to `config.inference_mode`. The lean path computes
                 the same outputs layer by layer in chunks, in a fraction of the memory (inference only).
@@ -383,6 +387,11 @@ class DassModel(DassPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_input(input_values)
+        if _clip_frames(attention_mask, input_values.shape) is not None:
+            raise ValueError(
+                "attention_mask marks clips of different lengths: DassModel cannot stack their feature maps. Run "
+                "them one at a time, or use DassForAudioClassification, which groups them by length."
+            )
 
         # (B, T, F) -> one-channel image (B, 1, F, T): height = frequency, width = time.
         pixel_values = input_values.transpose(1, 2).unsqueeze(1).to(self.embeddings.conv1.weight.dtype)
@@ -429,12 +438,17 @@ class DassForAudioClassification(DassPreTrainedModel):
         return_frame_logits: bool = False,
         inference_mode: str | None = None,
         show_progress: bool = False,
+        attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> DassAudioClassifierOutput | tuple:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
                 Normalised kaldi fbank features from `DassFeatureExtractor`.
+            attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*):
+                From `DassFeatureExtractor`: 1 on the frames of each clip, 0 on the padding that batches it with
+                longer clips. DASS has no masking inside its scans, so clips of different lengths are run in groups
+                of equal length and each gets the answer it gets alone; only `logits` and `loss` are returned then.
             labels (`torch.Tensor`, *optional*):
                 Multi-label: `(batch, num_labels)` multi-hot (soft targets allowed). Single-label: `(batch,)`
                 class indices. Regression: `(batch, num_labels)` or `(batch,)` when `num_labels == 1`.
@@ -443,6 +457,20 @@ class DassForAudioClassification(DassPreTrainedModel):
             inference_mode, show_progress: as in `DassModel.forward`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        clip_frames = _clip_frames(attention_mask, input_values.shape)
+        if clip_frames is not None:
+            logits = self._logits_by_length(
+                input_values, clip_frames, inference_mode=inference_mode, show_progress=show_progress, **kwargs
+            )
+            if output_hidden_states or return_frame_logits:
+                raise ValueError(
+                    "hidden states and frame_logits of a batch of clips of different lengths cannot be stacked; "
+                    "pass the clips one at a time (or drop attention_mask rows of padding) to get them."
+                )
+            loss = self.compute_loss(logits, labels) if labels is not None else None
+            if not return_dict:
+                return (logits,) if loss is None else (loss, logits)
+            return DassAudioClassifierOutput(loss=loss, logits=logits)
         outputs = self.dass(
             input_values,
             output_hidden_states=output_hidden_states,
@@ -464,6 +492,18 @@ class DassForAudioClassification(DassPreTrainedModel):
         return DassAudioClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, frame_logits=frame_logits
         )
+
+    def _logits_by_length(self, input_values: torch.Tensor, clip_frames: torch.Tensor, **forward_kwargs) -> torch.Tensor:
+        """(batch, num_labels) logits of clips of different lengths: each group of equal length runs alone on its
+        own frames, (group, length, bins), so padding never reaches a clip's scans."""
+        logits = None
+        for length in clip_frames.unique().tolist():
+            rows = (clip_frames == length).nonzero().squeeze(1)
+            group = self(input_values[rows, :length], return_dict=True, **forward_kwargs).logits
+            if logits is None:
+                logits = group.new_empty(input_values.shape[0], group.shape[1])
+            logits[rows] = group
+        return logits
 
     def freeze_feature_encoder(self) -> None:
         """Stop gradients to the patch embedding (DASS's feature encoder), as `DassModel.freeze_feature_encoder`."""
@@ -525,6 +565,26 @@ class DassForAudioClassification(DassPreTrainedModel):
                 f"{tuple(labels.shape)}; set config.problem_type='single_label_classification' for class indices."
             )
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+def _clip_frames(attention_mask: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
+    """Frames of each clip, (batch,) int64, when `attention_mask` (batch, frames) marks clips shorter than the
+    batch; None when there is no mask or every clip fills it. Refuses masks that are not 1s then 0s."""
+    if attention_mask is None:
+        return None
+    batch, frames = shape[0], shape[1]
+    if attention_mask.shape != (batch, frames):
+        raise ValueError(
+            f"attention_mask must be (batch, frames) = {(batch, frames)} like input_values, got {tuple(attention_mask.shape)}"
+        )
+    lengths = attention_mask.to(torch.int64).sum(dim=1)
+    positions = torch.arange(frames, device=attention_mask.device)
+    if not torch.equal(attention_mask.to(torch.bool), positions[None, :] < lengths[:, None]) or (lengths == 0).any():
+        raise ValueError(
+            "attention_mask must mark each clip's frames from the start (1s, then 0s for batch padding) and at "
+            "least one frame per clip, as DassFeatureExtractor returns it"
+        )
+    return None if bool((lengths == frames).all()) else lengths.cpu()
 
 
 # Folders in the authors' Hub remote-code layout load through transformers' checkpoint conversion mapping.

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..feature_extraction_dass import DassFeatureExtractor
 from .augment import mix_rows, mixup, spec_augment
 from .decoding import AudioDecodeError, SkipCounter, decode_audio
 from .labels import LabelEncoder
@@ -42,7 +43,7 @@ class DassAudioCollator:
     Args:
         feature_extractor: the student's `DassFeatureExtractor`.
         label_encoder: vocabulary for the targets; None for unlabelled data.
-        max_length: frames per clip (padded or cut); None keeps the extractor's own setting.
+        max_length: frames per clip (padded or cut); None: the extractor's `max_length`.
         audio_column, label_column: the dataset's columns.
         id_column: clip id, named in warnings and the key into `teacher_logits_table`.
         mixup_rate, mixup_alpha: probability of mixing a clip, Beta parameter of the weight (recipe: 0.5, 10).
@@ -107,15 +108,19 @@ class DassAudioCollator:
         if teacher_logits is not None:
             batch["teacher_logits"] = torch.from_numpy(teacher_logits)
         if self.teacher_feature_extractor is not None:
+            # A DASS teacher's extractor keeps long clips whole unless asked; AST's always pads or cuts.
+            cut = {"truncation": True} if isinstance(self.teacher_feature_extractor, DassFeatureExtractor) else {}
             teacher_features = self.teacher_feature_extractor(
-                waveforms, sampling_rate=self.sampling_rate, return_tensors="pt"
+                waveforms, sampling_rate=self.sampling_rate, return_tensors="pt", **cut
             )
             batch["teacher_input_values"] = teacher_features["input_values"]
         return batch
 
     def _features(self, waveforms: list[np.ndarray]) -> torch.Tensor:
         """(batch, frames, bins) features of the waveforms, with SpecAugment when enabled."""
-        kwargs = {} if self.max_length is None else {"max_length": self.max_length}
+        # Training takes clips of one length: cut longer ones (the extractor keeps them whole by default).
+        max_length = self.feature_extractor.max_length if self.max_length is None else self.max_length
+        kwargs = {} if max_length is None else {"max_length": max_length, "truncation": True}
         features = self.feature_extractor(waveforms, sampling_rate=self.sampling_rate, return_tensors="pt", **kwargs)
         features = features["input_values"]
         if self.freq_mask > 0 or self.time_mask > 0:
