@@ -118,7 +118,7 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
                 if examples:
                     gr.Examples([[path] for path in examples], inputs=[audio], label="Examples", cache_examples=False)
             with gr.Column():
-                labels = gr.Label(num_top_classes=TOP_K, label="Top labels (whole recording)")
+                labels = gr.Label(num_top_classes=TOP_K, label="Top labels (whole recording)", elem_id="dass-labels")
                 summary = gr.Markdown(elem_id="dass-summary")
         plot = gr.Image(label="Timeline: the strongest labels over time", type="pil", interactive=False, elem_id="dass-timeline")
         table = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Detected segments", interactive=False, elem_id="dass-segments")
