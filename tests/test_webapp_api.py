@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import threading
 
 import numpy as np
@@ -15,8 +16,6 @@ from transformers_dass.audio_io import load_audio, resample
 from transformers_dass.cli import main as cli_main
 
 from .webapp_server import EXAMPLES, SCENE, running_demo
-
-pytest.importorskip("gradio_client", reason='the web app tests need gradio_client: pip install -e ".[demo]"')
 
 LIMIT_MB = 2  # the test server's upload limit: above a 10 s 44.1 kHz stereo WAV (1.7 MiB), cheap to exceed
 CALL_TIMEOUT = 120  # seconds: a 10 s clip takes well under one on any CPU; a hang fails instead of stalling CI
@@ -30,6 +29,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def client(demo):
+    pytest.importorskip("gradio_client", reason='the web app tests need gradio_client: pip install -e ".[demo]"')
     from gradio_client import Client
 
     return Client(demo, verbose=False)
@@ -56,6 +56,12 @@ def cli_segments(path, tmp_path, capsys, *options) -> list[dict]:
             {"start_s": float(r["start_s"]), "end_s": float(r["end_s"]), "label": r["label"], "score": float(r["score"])}
             for r in csv.DictReader(handle)
         ]
+
+
+def test_dass_demo_without_gradio_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
+    with pytest.raises(SystemExit, match=r'dass demo: error: .*gradio.*pip install "transformers-dass\[demo\]"'):
+        cli_main(["demo", "--port", "1"])
 
 
 @pytest.mark.parametrize("name", ["scene_siren_three.wav", "seven_in_babble.wav"])

@@ -80,6 +80,11 @@ def check_audio_file(path: str | os.PathLike, max_bytes: int, sampling_rate: int
     return f"{info.samplerate} Hz, {channels}, {info.frames / info.samplerate:.2f} s{note}"
 
 
+def _with_progress_bar(module, args, kwargs):
+    """Forward pre-hook: call the model with `show_progress=True`."""
+    return args, {**kwargs, "show_progress": True}
+
+
 class Tagger:
     """A DASS audio-classification model and its feature extractor, loaded once for every request.
 
@@ -97,17 +102,28 @@ class Tagger:
         self.model = DassForAudioClassification.from_pretrained(self.model_dir).eval()
         self.extractor = _load_extractor(self.model_dir, DassFeatureExtractor)
         self.max_bytes = int(max_file_mb * MIB)
+        bundled = not model_dir
+        self.description = f"{'the bundled demo model' if bundled else self.model_dir}, {self.num_labels} labels"
 
     @property
     def num_labels(self) -> int:
         return self.model.config.num_labels
 
-    def clip_labels(self, waveform, top_k: int) -> list[dict]:
+    def clip_labels(self, waveform, top_k: int, show_progress: bool = False) -> list[dict]:
         """`dass classify`'s top labels of a 16 kHz mono waveform. Issue 13's clip readout plugs in here:
-        pass its `clip_pooling` choice as the last argument."""
+        pass its `clip_pooling` choice as the last argument of `classify_waveform`.
+
+        `show_progress` turns on the model's own progress bar (over its layers, on the lean path of long
+        inputs) for this call, through a forward pre-hook: `classify_waveform` itself takes no such option.
+        """
         from ..cli import classify_waveform
 
-        return classify_waveform(self.model, self.extractor, waveform, top_k)
+        hook = self.model.register_forward_pre_hook(_with_progress_bar, with_kwargs=True) if show_progress else None
+        try:
+            return classify_waveform(self.model, self.extractor, waveform, top_k)
+        finally:
+            if hook is not None:
+                hook.remove()
 
     def analyse(
         self,
@@ -132,7 +148,7 @@ class Tagger:
             raise ValueError(f"the threshold must be a probability in [0, 1], got {threshold}")
         source = check_audio_file(path, self.max_bytes, self.extractor.sampling_rate)
         waveform = load_audio(path, sampling_rate=self.extractor.sampling_rate)
-        predictions = self.clip_labels(waveform, max(1, min(int(top_k), self.num_labels)))
+        predictions = self.clip_labels(waveform, max(1, min(int(top_k), self.num_labels)), show_progress)
         del waveform
         timeline = timeline_of_file(path, self.model, self.extractor, smoothing=smoothing, show_progress=show_progress)
         return Analysis(

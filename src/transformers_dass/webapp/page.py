@@ -54,11 +54,11 @@ def _timeline_image(analysis: Analysis, title: str):
             return image.convert("RGB")
 
 
-def _summary(analysis: Analysis, name: str, threshold: float, model_dir: str) -> str:
+def _summary(analysis: Analysis, name: str, threshold: float, model: str) -> str:
     readout = f" · clip readout: {analysis.clip_pooling}" if analysis.clip_pooling else ""
     return (
         f"**{name}**: {analysis.source}; {len(analysis.timeline.times)} steps of 0.32 s{readout}. "
-        f"{len(analysis.segments)} segments at threshold {threshold:g}. Model: `{model_dir}`."
+        f"{len(analysis.segments)} segments at threshold {threshold:g}. Model: {model}."
     )
 
 
@@ -90,7 +90,7 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
             analysis.labels,
             _timeline_image(analysis, name),
             _segment_rows(analysis),
-            _summary(analysis, name, threshold, tagger.model_dir),
+            _summary(analysis, name, threshold, tagger.description),
         )
 
     def classify(audio: FileData, threshold: float = 0.5, smoothing: int = 1, top_k: int = TOP_K) -> tuple[dict[str, float], list[dict]]:
