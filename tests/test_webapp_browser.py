@@ -1,6 +1,7 @@
 """The `dass demo` page in a real headless Chromium (Debian's `chromium`, driven by Playwright): upload an example,
-wait for the result, check the labels, the timeline image and the segments, then click an example; the page loads
-nothing from outside this machine. A screenshot is saved in the test's temporary folder."""
+wait for the result, check the labels, the timeline image and the segments; click an example; upload a non-audio
+file and see its message. The page loads nothing from outside this machine. A screenshot of the first result is
+saved in the test's temporary folder."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def test_page_tags_an_uploaded_example_and_draws_its_timeline(browser, tmp_path)
         page.set_default_timeout(WAIT_MS)
         page.route("**/*", only_local)
         page.goto(url, wait_until="load")
-        page.locator("input[type=file]").first.set_input_files(str(SCENE))
+        audio = page.locator("#dass-audio")
+        audio.locator("input[type=file]").first.set_input_files(str(SCENE))
 
         labels = page.locator("#dass-labels")
         labels.get_by_text("siren", exact=True).first.wait_for()
@@ -78,5 +80,11 @@ def test_page_tags_an_uploaded_example_and_draws_its_timeline(browser, tmp_path)
         page.get_by_text("seven_in_babble.wav", exact=True).first.click()  # an example, one click away
         summary.get_by_text("seven_in_babble.wav").first.wait_for()
         assert labels.locator("[data-testid=label-output-value]").inner_text() == "seven"
+
+        not_audio = tmp_path / "notes.wav"
+        not_audio.write_text("not audio\n" * 20)
+        audio.get_by_role("button", name="Clear").click()
+        audio.locator("input[type=file]").first.set_input_files(str(not_audio))
+        page.get_by_text("notes.wav is not an audio file").first.wait_for()  # a message in the page, not a crash
         assert outside == [], f"the page fetched from outside this machine: {outside}"
         page.close()

@@ -76,7 +76,9 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
 
     def analyse(path: str, threshold: float, smoothing: int, top_k: int, show_progress: bool) -> Analysis:
         try:
-            return tagger.analyse(path, top_k=top_k, threshold=threshold, smoothing=int(smoothing), show_progress=show_progress)
+            return tagger.analyse(
+                path, top_k=top_k, threshold=threshold, smoothing=int(smoothing), show_progress=show_progress
+            )
         except (FileNotFoundError, ValueError) as error:  # bad input: a message in the page, not a crash
             raise gr.Error(str(error).replace(path, os.path.basename(path)), print_exception=False) from None
 
@@ -93,7 +95,9 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
             _summary(analysis, name, threshold, tagger.description),
         )
 
-    def classify(audio: FileData, threshold: float = 0.5, smoothing: int = 1, top_k: int = TOP_K) -> tuple[dict[str, float], list[dict]]:
+    def classify(
+        audio: FileData, threshold: float = 0.5, smoothing: int = 1, top_k: int = TOP_K
+    ) -> tuple[dict[str, float], list[dict]]:
         """Top labels {label: score} of the whole recording (as `dass classify`) and the detected segments
         [{start_s, end_s, label, score}] (as `dass timeline`'s CSV)."""
         analysis = analyse(_as_path(audio), threshold, smoothing, top_k, show_progress=False)
@@ -104,24 +108,31 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
         gr.Markdown(
             "## DASS: what does it hear, and when?\n"
             "Drop a recording of any length (wav, flac, ogg, mp3; any rate and channels, up to "
-            f"{limit}) or record one. The whole recording goes through the state-space model in one pass: the "
-            "top labels of the clip, then the scores of the strongest labels every 0.32 s and the segments "
-            "where a score reaches the threshold."
+            f"{limit}) or record one. The whole recording goes through the state-space model at once, no 10 s "
+            "windows: the top labels of the clip, then the scores of the strongest labels every 0.32 s and the "
+            "segments where a score reaches the threshold."
         )
         with gr.Row():
             with gr.Column():
-                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", format=None, label="Recording")
+                audio = gr.Audio(
+                    sources=["upload", "microphone"], type="filepath", format=None, label="Recording",
+                    elem_id="dass-audio",
+                )
                 threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Segment threshold")
                 smoothing = gr.Slider(1, 15, value=1, step=2, label="Smoothing (steps of 0.32 s, odd)")
                 button = gr.Button("Tag", variant="primary")
                 examples = _example_files(examples_dir)
                 if examples:
-                    gr.Examples([[path] for path in examples], inputs=[audio], label="Examples", cache_examples=False)
+                    gr.Examples([[p] for p in examples], inputs=[audio], label="Examples", cache_examples=False)
             with gr.Column():
                 labels = gr.Label(num_top_classes=TOP_K, label="Top labels (whole recording)", elem_id="dass-labels")
                 summary = gr.Markdown(elem_id="dass-summary")
-        plot = gr.Image(label="Timeline: the strongest labels over time", type="pil", interactive=False, elem_id="dass-timeline")
-        table = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Detected segments", interactive=False, elem_id="dass-segments")
+        plot = gr.Image(
+            label="Timeline: the strongest labels over time", type="pil", interactive=False, elem_id="dass-timeline"
+        )
+        table = gr.Dataframe(
+            headers=SEGMENT_COLUMNS, label="Detected segments", interactive=False, elem_id="dass-segments"
+        )
         gr.on(
             [audio.change, button.click],
             tag,
