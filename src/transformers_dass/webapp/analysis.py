@@ -6,9 +6,10 @@
 segments (`timeline.segments`). Each of the two runs the whole recording through the model at once, however long.
 Nothing here needs gradio.
 
-Bad input raises `ValueError` (or `FileNotFoundError`) with a message meant for the page: an empty, undecodable
-or truncated file, too few samples, or a file over the size limit. Any rate and any number of channels are
-converted (to the extractor's rate, mono), not refused.
+Bad input raises `ValueError` (or `FileNotFoundError`) with a message meant for the page: an empty or undecodable
+file (not audio, a header cut short, a FLAC cut in its frames), a file with no or too few samples, or a file over
+the size limit. (A WAV cut in its data is read up to the cut, as libsndfile does: the page says its duration.)
+Any rate and any number of channels are converted (to the extractor's rate, mono), not refused.
 """
 
 from __future__ import annotations
