@@ -3,6 +3,7 @@
     dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
+    dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
 
 Exit status 0 when everything worked; 2 when an input file or the --model folder cannot be used: one
 `dass COMMAND: error: ...` line on stderr names it and what is wrong (`classify` still prints the results of the
@@ -184,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--png", help="Plot (needs matplotlib); default FILE_STEM.timeline.png.")
     timeline.add_argument("--no-png", action="store_true", help="Write the CSV only.")
     timeline.set_defaults(handler=_timeline)
+    from .webapp import add_demo_command  # `dass demo`: the web page and API, transformers_dass.webapp
+
+    add_demo_command(commands, MODEL_HELP)
     return parser
 
 

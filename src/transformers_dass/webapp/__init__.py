@@ -1,0 +1,43 @@
+"""`dass demo`: a Gradio page and API that tag a recording of any length and draw its timeline.
+
+- `analysis`: what the page shows, computed by the functions of `dass classify` and `dass timeline` (no gradio);
+- `page`: the Gradio app (upload or microphone, examples, labels, timeline, segments, the `/classify` API).
+
+Gradio is an optional extra: `pip install "transformers-dass[demo]"`.
+"""
+
+from __future__ import annotations
+
+DEMO_HINT = 'pip install "transformers-dass[demo]"'
+
+
+def require_gradio():
+    """The `gradio` module, or an ImportError naming the extra that installs it."""
+    try:
+        import gradio
+    except ImportError as error:
+        raise ImportError(f"the DASS demo page needs gradio, which is not installed: {DEMO_HINT}") from error
+    return gradio
+
+
+def add_demo_command(commands, model_help: str) -> None:
+    """Add `dass demo [--model DIR] [--host H] [--port P]` to the `dass` subcommands."""
+    demo = commands.add_parser("demo", help="A web page and API (Gradio) that tag a recording and draw its timeline.")
+    demo.add_argument("--model", help=model_help)
+    demo.add_argument("--host", default="127.0.0.1", help="Address to serve on (default 127.0.0.1: this machine only).")
+    demo.add_argument("--port", type=int, default=7860, help="Port (default 7860).")
+    demo.set_defaults(handler=_demo_command)
+
+
+def _demo_command(args) -> int:
+    try:
+        require_gradio()
+    except ImportError as error:
+        raise SystemExit(f"dass demo: error: {error}") from None
+    from .page import serve
+
+    serve(args.model, args.host, args.port)
+    return 0
+
+
+__all__ = ["DEMO_HINT", "add_demo_command", "require_gradio"]

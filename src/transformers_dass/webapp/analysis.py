@@ -1,0 +1,159 @@
+"""What the demo shows for one recording, computed by the functions behind `dass classify` and `dass timeline`.
+
+`Tagger` loads a model folder once and `Tagger.analyse(path)` returns an `Analysis`: the clip's top labels
+(`cli.classify_waveform` on `audio_io.load_audio`, so the numbers of `dass classify FILE`), the scores of every
+0.32 s step (`timeline.timeline_of_file`, the features read in blocks, as `dass timeline FILE`) and their
+segments (`timeline.segments`). Each of the two runs the whole recording through the model at once, however long.
+Nothing here needs gradio.
+
+Bad input raises `ValueError` (or `FileNotFoundError`) with a message meant for the page: an empty or undecodable
+file (not audio, a header cut short, a FLAC cut in its frames), a file with no or too few samples, or a file over
+the size limit. (A WAV cut in its data is read up to the cut, as libsndfile does: the page says its duration.)
+Any rate and any number of channels are converted (to the extractor's rate, mono), not refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import soundfile
+
+from ..audio_io import _CONVERT_HINT, load_audio
+from ..timeline import Segment, Timeline, segments, timeline_of_file
+
+# Uploads up to 200 MiB: an hour of 16 kHz mono 16-bit WAV is 110 MiB; longer or richer recordings fit as
+# FLAC or OGG (an hour of 44.1 kHz stereo FLAC is about 200-300 MiB, OGG far less).
+MAX_FILE_MB = 200
+MIB = 1024 * 1024
+
+__all__ = ["MAX_FILE_MB", "Analysis", "Tagger", "check_audio_file"]
+
+
+@dataclass
+class Analysis:
+    """One recording as the demo shows it.
+
+    Attributes:
+        labels: the `top_k` best labels and their clip scores, best first (`dass classify`).
+        segments: runs of 0.32 s steps at or above the threshold (`dass timeline`'s CSV rows).
+        timeline: the scores of every step (`dass timeline`'s PNG).
+        source: what was read, e.g. "44100 Hz, 2 channels, 10.00 s (converted to 16 kHz mono)".
+        clip_pooling: the clip readout used, where `classify_waveform` reports one (issue 13); else None.
+    """
+
+    labels: dict[str, float]
+    segments: list[Segment]
+    timeline: Timeline
+    source: str
+    clip_pooling: str | None = None
+
+
+def check_audio_file(path: str | os.PathLike, max_bytes: int, sampling_rate: int = 16000) -> str:
+    """Refuse what the model cannot take before decoding it all; returns a description of the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: empty, over `max_bytes`, not audio soundfile can read, or without samples.
+    """
+    name = os.path.basename(os.fspath(path))
+    size = os.path.getsize(path)  # FileNotFoundError names the path
+    if size == 0:
+        raise ValueError(f"{name} is empty (0 bytes); upload a recording")
+    if size > max_bytes:
+        raise ValueError(
+            f"{name} is {size / MIB:.0f} MiB; this demo takes files up to {max_bytes / MIB:.0f} MiB "
+            "(an hour of 16 kHz mono WAV is 110 MiB): compress it to FLAC or OGG, or cut it"
+        )
+    try:
+        info = soundfile.info(os.fspath(path))
+    except (soundfile.SoundFileError, RuntimeError) as error:
+        raise ValueError(f"{name} is not an audio file this demo can read ({error}). {_CONVERT_HINT}") from None
+    if info.frames <= 0:
+        raise ValueError(f"{name} holds no audio samples (truncated after its header?); upload a recording")
+    converted = []
+    if info.samplerate != sampling_rate:
+        converted.append(f"{sampling_rate / 1000:g} kHz")
+    if info.channels != 1:
+        converted.append("mono")
+    note = f" (converted to {' '.join(converted)})" if converted else ""
+    channels = "1 channel" if info.channels == 1 else f"{info.channels} channels"
+    return f"{info.samplerate} Hz, {channels}, {info.frames / info.samplerate:.2f} s{note}"
+
+
+def _with_progress_bar(module, args, kwargs):
+    """Forward pre-hook: call the model with `show_progress=True`."""
+    return args, {**kwargs, "show_progress": True}
+
+
+class Tagger:
+    """A DASS audio-classification model and its feature extractor, loaded once for every request.
+
+    Args:
+        model_dir: a converted DASS folder (or Hub id); None: the demo model bundled with the package.
+        max_file_mb: the largest file `analyse` takes, in MiB.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, max_file_mb: float = MAX_FILE_MB):
+        from ..demo_model import demo_model_path
+        from ..model_folder import load_model_and_extractor
+
+        self.model_dir = os.fspath(model_dir) if model_dir else demo_model_path()
+        self.model, self.extractor = load_model_and_extractor(self.model_dir)
+        self.max_bytes = int(max_file_mb * MIB)
+        bundled = not model_dir
+        self.description = f"{'the bundled demo model' if bundled else self.model_dir}, {self.num_labels} labels"
+
+    @property
+    def num_labels(self) -> int:
+        return self.model.config.num_labels
+
+    def clip_labels(self, waveform, top_k: int, show_progress: bool = False) -> list[dict]:
+        """`dass classify`'s top labels of a 16 kHz mono waveform. Issue 13's clip readout plugs in here:
+        pass its `clip_pooling` choice as the last argument of `classify_waveform`.
+
+        `show_progress` turns on the model's own progress bar (over its layers, on the lean path of long
+        inputs) for this call, through a forward pre-hook: `classify_waveform` itself takes no such option.
+        """
+        from ..cli import classify_waveform
+
+        hook = self.model.register_forward_pre_hook(_with_progress_bar, with_kwargs=True) if show_progress else None
+        try:
+            return classify_waveform(self.model, self.extractor, waveform, top_k)
+        finally:
+            if hook is not None:
+                hook.remove()
+
+    def analyse(
+        self,
+        path: str | os.PathLike,
+        top_k: int = 5,
+        threshold: float = 0.5,
+        smoothing: int = 1,
+        show_progress: bool = False,
+    ) -> Analysis:
+        """Labels, timeline and segments of one audio file (any length, rate and channels).
+
+        Args:
+            path: the audio file.
+            top_k: how many clip labels (clamped to the model's labels).
+            threshold, smoothing: as `dass timeline --threshold --smoothing`.
+            show_progress: tqdm bars while reading the file and over the model's layers (long inputs).
+
+        Raises:
+            FileNotFoundError, ValueError: bad input, with a message naming the file and the fix.
+        """
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"the threshold must be a probability in [0, 1], got {threshold}")
+        source = check_audio_file(path, self.max_bytes, self.extractor.sampling_rate)
+        waveform = load_audio(path, sampling_rate=self.extractor.sampling_rate)
+        predictions = self.clip_labels(waveform, max(1, min(int(top_k), self.num_labels)), show_progress)
+        del waveform
+        timeline = timeline_of_file(path, self.model, self.extractor, smoothing=smoothing, show_progress=show_progress)
+        return Analysis(
+            labels={item["label"]: item["score"] for item in predictions},
+            segments=segments(timeline, threshold),
+            timeline=timeline,
+            source=source,
+            clip_pooling=predictions[0].get("clip_pooling"),
+        )

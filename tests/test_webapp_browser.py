@@ -1,0 +1,90 @@
+"""The `dass demo` page in a real headless Chromium (Debian's `chromium`, driven by Playwright): upload an example,
+wait for the result, check the labels, the timeline image and the segments; click an example; upload a non-audio
+file and see its message. The page loads nothing from outside this machine. A screenshot of the first result is
+saved in the test's temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from urllib.parse import urlparse
+
+import pytest
+
+from .webapp_server import SCENE, running_demo
+
+sync_api = pytest.importorskip("playwright.sync_api", reason='the browser test needs playwright: pip install -e ".[dev]"')
+
+
+def chromium_path() -> str | None:
+    """A Chromium the test can drive: $DASS_CHROMIUM, else Debian's `chromium` (apt-get install chromium)."""
+    return os.environ.get("DASS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+WAIT_MS = 120_000  # the first result: model run plus page updates, well under this on any CPU; a hang fails
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no chromium to drive: apt-get install chromium (.ci/run installs it) or set DASS_CHROMIUM")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_page_tags_an_uploaded_example_and_draws_its_timeline(browser, tmp_path):
+    with running_demo() as (url, _):
+        outside = []
+
+        def only_local(route):
+            host = urlparse(route.request.url).hostname
+            if route.request.url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
+                return route.continue_()
+            outside.append(route.request.url)
+            return route.abort()
+
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(WAIT_MS)
+        page.route("**/*", only_local)
+        page.goto(url, wait_until="load")
+        audio = page.locator("#dass-audio")
+        audio.locator("input[type=file]").first.set_input_files(str(SCENE))
+
+        labels = page.locator("#dass-labels")
+        labels.get_by_text("siren", exact=True).first.wait_for()
+        summary = page.locator("#dass-summary")
+        summary.get_by_text(SCENE.name).first.wait_for()
+        top = labels.locator("[data-testid=label-output-value]").inner_text()
+        best = labels.locator("dt").all_inner_texts()  # the best five, with their scores beside them
+        assert top in ("siren", "three") and set(best[:2]) == {"siren", "three"}, (top, best)
+
+        image = page.locator("#dass-timeline img").first
+        image.wait_for()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        assert width >= 600 and height >= 200, (width, height)  # plot_timeline's figure: 1200 px wide
+
+        table = page.locator("#dass-segments")
+        table.get_by_text("three", exact=True).first.wait_for()
+        text = table.inner_text()
+        assert "siren" in text and "9.98" in text, text  # the labels with their times
+
+        page.screenshot(path=str(tmp_path / "demo_page.png"), full_page=True)
+        assert (tmp_path / "demo_page.png").stat().st_size > 10_000
+
+        page.get_by_text("seven_in_babble.wav", exact=True).first.click()  # an example, one click away
+        summary.get_by_text("seven_in_babble.wav").first.wait_for()
+        assert labels.locator("[data-testid=label-output-value]").inner_text() == "seven"
+
+        not_audio = tmp_path / "notes.wav"
+        not_audio.write_text("not audio\n" * 20)
+        audio.get_by_role("button", name="Clear").click()
+        audio.locator("input[type=file]").first.set_input_files(str(not_audio))
+        page.get_by_text("notes.wav is not an audio file").first.wait_for()  # a message in the page, not a crash
+        assert outside == [], f"the page fetched from outside this machine: {outside}"
+        page.close()
