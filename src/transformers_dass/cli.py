@@ -1,6 +1,6 @@
 """`dass` command line: classify audio files, convert released checkpoints.
 
-    dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json]
+    dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json] [--clip-pooling {auto,mean,max}]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from .readout import CLIP_POOLINGS
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -25,37 +27,41 @@ def _classify(args: argparse.Namespace) -> int:
     results = {}
     for path in args.files:
         waveform = load_audio(path, sampling_rate=extractor.sampling_rate)
-        results[path] = classify_waveform(model, extractor, waveform, args.top_k)
+        results[path] = classify_waveform(model, extractor, waveform, args.top_k, args.clip_pooling)
     if args.json:
         payload = results[args.files[0]] if len(args.files) == 1 else results
         print(json.dumps(payload, indent=2))
     else:
         for path, predictions in results.items():
-            print(path)
+            print(f"{path}  (clip readout: {predictions[0]['clip_pooling']})")
             for item in predictions:
                 print(f"  {item['score']:.4f}  {item['label']}")
     return 0
 
 
-def classify_waveform(model, extractor, waveform, top_k: int) -> list[dict]:
-    """Scores of the `top_k` best labels for one 16 kHz mono waveform (samples,).
+def classify_waveform(model, extractor, waveform, top_k: int, clip_pooling: str = "auto") -> list[dict]:
+    """Scores of the `top_k` best labels for one 16 kHz mono waveform (samples,), each item
+    `{"label", "score", "clip_pooling"}` (the readout used, `readout.choose_clip_pooling`: with `"auto"` the
+    model's own up to the extractor's `max_length`, `"max"` beyond it).
 
     Clips shorter than the extractor's `max_length` (10 s) are zero-padded to it, as in training; longer
     clips are kept whole (DASS has no positional embedding), not cut to their first 10 s.
     """
-    import torch
-
     from .feature_extraction_dass import num_frames
+    from .readout import choose_clip_pooling, read_out
 
     frames = num_frames(len(waveform), extractor.sampling_rate)
     max_length = extractor.max_length if extractor.max_length and frames <= extractor.max_length else None
+    pooling = choose_clip_pooling(clip_pooling, model.config.clip_pooling, frames, extractor.max_length or None)
     features = extractor(waveform, sampling_rate=extractor.sampling_rate, max_length=max_length, return_tensors="pt")
-    with torch.inference_mode():
-        logits = model(features["input_values"]).logits[0]
+    logits = read_out(model, features["input_values"], [pooling]).clip_logits[pooling][0]
     problem = model.config.problem_type
     scores = logits if problem == "regression" else logits.sigmoid() if problem == "multi_label_classification" else logits.softmax(-1)
     values, indices = scores.topk(top_k)
-    return [{"label": model.config.id2label[i], "score": float(v)} for v, i in zip(values.tolist(), indices.tolist())]
+    return [
+        {"label": model.config.id2label[i], "score": float(v), "clip_pooling": pooling}
+        for v, i in zip(values.tolist(), indices.tolist())
+    ]
 
 
 def _model_dir(args: argparse.Namespace) -> str:
@@ -135,7 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("files", nargs="+", metavar="FILE")
     classify.add_argument("--model", help=MODEL_HELP)
     classify.add_argument("--top-k", type=int, default=5, help="How many labels to print (default 5).")
-    classify.add_argument("--json", action="store_true", help='Print JSON: a list of {"label", "score"}.')
+    classify.add_argument(
+        "--json", action="store_true", help='Print JSON: a list of {"label", "score", "clip_pooling"}.'
+    )
+    classify.add_argument(
+        "--clip-pooling",
+        choices=("auto",) + CLIP_POOLINGS,
+        default="auto",
+        help="How the clip score is read out of the scores every 0.32 s: mean (the paper's average), max (the "
+        "highest step: a short sound anywhere), auto (default: the model's own up to its training length, "
+        "10 s, max beyond it). The output names the readout used.",
+    )
     classify.set_defaults(handler=_classify)
 
     convert = commands.add_parser("convert", help="Convert a released .pth/.safetensors checkpoint to a model folder.")
