@@ -11,17 +11,11 @@ import torch.nn.functional as F
 
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
 from transformers_dass.cli import main as cli_main
-from transformers_dass.ops import available_backends
 from transformers_dass.readout import choose_clip_pooling, pool_frame_logits, read_out
 
 from .conftest import require_fixture
+from .test_lean_inference import BACKENDS
 
-BACKENDS = [
-    "reference",
-    pytest.param(
-        "cpu", marks=pytest.mark.skipif("cpu" not in available_backends("cpu"), reason="compiled kernels not built")
-    ),
-]
 # The lean path computes the same layers in other chunks: float32 sums in another order (as test_lean_inference).
 LEAN_TOL = 1e-4
 

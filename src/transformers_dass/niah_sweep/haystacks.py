@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 from ..audio_io import load_audio
@@ -25,13 +26,18 @@ def noise_source(noise: str) -> str | torch.Tensor:
     return noise if noise in ("zeros", "white") else noise_waveform(noise)
 
 
+# Each needle's haystack starts up to this many frames (60 s) into its length's background, at an offset drawn
+# from (seed, needle index): a looped noise recording of up to 60 s is heard from a different point by every needle.
+BACKGROUND_OFFSET_FRAMES = 6144
+
+
 @functools.lru_cache(maxsize=1)
 def mixed_haystacks(noise: str, frames: int, seed: int, mean: float, std: float, num_mel_bins: int) -> MixedHaystacks:
     """The background of one length, its features computed once for all the needles of the length (the points
     run length by length, so one is kept)."""
     return MixedHaystacks(
         noise_source(noise), frames, seed=(seed, frames), mean=mean, std=std, num_mel_bins=num_mel_bins,
-        sampling_rate=SAMPLING_RATE,
+        sampling_rate=SAMPLING_RATE, extra_frames=BACKGROUND_OFFSET_FRAMES,
     )  # fmt: skip
 
 
@@ -42,7 +48,8 @@ def build_haystack(
 
     Level "features": the needle's features (cut or padded to --needle_frames) spliced between zeros or noise
     frames (`niah.make_haystack`, noise seeded per needle). Level "waveform": the needle's audio mixed into the
-    background of the length at the SNR (`niah_mixing.MixedHaystacks`, background seeded per length).
+    background of the length at the SNR (`niah_mixing.MixedHaystacks`, background seeded per length), each needle
+    reading it from its own offset, the haystack at the needle's level (the noise `snr_db` below the needle).
     """
     if point.haystack_level == "waveform":
         if point.noise == "zeros":  # digital silence, not zeros in the normalised space: the fbank's log floor
@@ -52,7 +59,9 @@ def build_haystack(
         haystacks = mixed_haystacks(
             point.noise, frames, args.seed, extractor.mean, extractor.std, extractor.num_mel_bins
         )
-        return haystacks.features_with(needle.waveform, point.needle_position, point.snr_db)
+        offset = int(np.random.default_rng((args.seed, needle.index)).integers(BACKGROUND_OFFSET_FRAMES + 1))
+        features = haystacks.features_with(needle.waveform, point.needle_position, point.snr_db, offset)
+        return haystacks.at_needle_level(features, needle.waveform, point.snr_db)
     noise = noise_source(point.noise)
     seed = (args.seed, needle.index)
     features = extractor(needle.waveform, sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_values"][0]

@@ -39,12 +39,15 @@ def model_poolings(name: str, is_ast: bool, args: NiahArguments) -> list[str]:
 
 
 def clip_scores(loaded: LoadedModel, inputs: torch.Tensor, poolings: list[str]) -> dict[str, torch.Tensor]:
-    """{pooling: (batch, num_labels) sigmoid scores} from one forward (`readout.read_out` for DASS)."""
+    """{pooling: (batch, num_labels) float64 sigmoid scores} from one forward (`readout.read_out` for DASS).
+
+    In float64: a float32 sigmoid is exactly 1 from a logit of about 17 on, which max readouts reach, and the ties
+    it makes would change the ranking that AP and AUC measure (float64 saturates only beyond 36)."""
     if loaded.is_ast:
         with torch.inference_mode():
-            return {"mean": torch.sigmoid(loaded.model(input_values=inputs).logits.float())}
+            return {"mean": torch.sigmoid(loaded.model(input_values=inputs).logits.double())}
     readouts = read_out(loaded.model, inputs, poolings)
-    return {pooling: torch.sigmoid(logits.float()) for pooling, logits in readouts.clip_logits.items()}
+    return {pooling: torch.sigmoid(logits.double()) for pooling, logits in readouts.clip_logits.items()}
 
 
 def evaluate_point(
