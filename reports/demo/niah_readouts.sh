@@ -10,7 +10,7 @@
 # Positions 0, 0.5, 1 up to 600 s, 0.5 only at 1 h and 2.5 h (--long_*). Resumable: rerun to finish.
 set -euo pipefail
 DATA=${DATA:-/work/demo_data}   # scripts/make_demo_dataset.py --output-dir $DATA (the test split is enough)
-OUT=${OUT:-reports/demo/niah_readouts}
+OUT=${OUT:-reports/demo/niah_readouts}   # one folder per protocol under it
 MODEL=${MODEL:-src/transformers_dass/demo}
 PY=${PY:-python}
 $PY - "$DATA" <<'PYEOF'
@@ -25,8 +25,12 @@ clips.filter(lambda video_id: video_id in wanted, input_columns="video_id").sort
 PYEOF
 common=(--models "dass_demo=$MODEL" --data_files "$DATA/niah_needles8.parquet" --labels_csv "$DATA/labels.csv"
         --needle_frames 320 --positions 0 0.5 1 --long_seconds 3600 --long_positions 0.5 --clip_pooling mean max
-        --seed 0 --batch_size 8 --output_dir "$OUT" --disable_tqdm)
-run() { OMP_NUM_THREADS=${THREADS:-2} $PY scripts/run_niah.py "${common[@]}" "$@"; }
-run --noise "$DATA/noise/babble_test.wav" --snr_db 10 --haystack_level waveform --lengths_seconds 10 60 600 3600 9000
-run --noise zeros --haystack_level features --lengths_seconds 10 60 600 3600 9000
-run --noise white --snr_db 10 --haystack_level waveform --lengths_seconds ${WHITE_LENGTHS:-10 60 600 3600 9000}
+        --seed 0 --batch_size 8 --disable_tqdm)
+run() { OMP_NUM_THREADS=${THREADS:-1} $PY scripts/run_niah.py "${common[@]}" --output_dir "$OUT/$1" "${@:2}"; }
+# One folder per protocol, so that they can run side by side (as they were: babble first, then zeros and white).
+run babble --noise "$DATA/noise/babble_test.wav" --snr_db 10 --haystack_level waveform \
+    --lengths_seconds ${BABBLE_LENGTHS:-10 60 600 3600 9000} &
+run zeros --noise zeros --haystack_level features --lengths_seconds ${ZEROS_LENGTHS:-10 60 600 3600 9000} &
+run white --noise white --snr_db 10 --haystack_level waveform --lengths_seconds ${WHITE_LENGTHS:-10 60 600 3600 9000} &
+wait
+$PY reports/demo/readout_table.py "$OUT"/*/results.json --plot "$OUT/niah.png"
