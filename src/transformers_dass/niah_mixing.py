@@ -99,9 +99,9 @@ class MixedHaystacks:
         Exact unless a mel energy lies between 0 and the floor (float32 eps), which noise at a normal level does
         not have."""
         floor = (math.log(LOG_FLOOR) - self.mean) / (2 * self.std)
+        shift = self.level_shift(needle_waveform, snr_db)
         above = features > floor + 1e-4  # float32 rounding of the normalised floor
-        features[above] += self.level_shift(needle_waveform, snr_db)
-        return features.clamp_(min=floor)
+        return features.add_(above.to(features.dtype).mul_(shift)).clamp_(min=floor)
 
     def level_shift(self, needle_waveform, snr_db: float) -> float:
         """What to add to the normalised features of `waveform(...)` to put the haystack at the needle's level
@@ -147,7 +147,9 @@ class MixedHaystacks:
 
     def _window_start(self, offset: int) -> int:
         if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= self.extra_frames:
-            raise ValueError(f"offset must be an integer frame in [0, extra_frames={self.extra_frames}], got {offset!r}")
+            raise ValueError(
+                f"offset must be an integer frame in [0, extra_frames={self.extra_frames}], got {offset!r}"
+            )
         return offset * self.window_shift
 
     def _features(self, waveform: torch.Tensor) -> torch.Tensor:
