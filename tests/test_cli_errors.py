@@ -53,7 +53,10 @@ def test_mixed_files_print_every_readable_result_and_one_error_per_bad_file(audi
     code, out, err = classify(capsys, *files)
     assert code == 2
     lines = out.splitlines()
-    assert [line for line in lines if not line.startswith("  ")] == [str(audio_files["good"]), str(audio_files["truncated"])]
+    # 15 s is past the training length (auto: max), 0.62 s is not (auto: the model's mean)
+    assert [line for line in lines if not line.startswith("  ")] == [
+        f"{audio_files['good']}  (clip readout: max)", f"{audio_files['truncated']}  (clip readout: mean)"
+    ]
     assert len(lines) == 2 * (1 + 3)
     errors = [line for line in err.splitlines() if ": error: " in line]
     assert len(errors) == 2
@@ -76,7 +79,7 @@ def test_mixed_files_json_has_one_entry_per_input_in_order(audio_files, capsys):
     assert "could not decode" in entries[0]["error"] and "empty (0 bytes)" in entries[2]["error"]
     # the failures change nothing for the good file, given twice: its list is the one-file output
     assert entries[1]["predictions"] == entries[4]["predictions"] == json.loads(single)
-    assert all(set(p) == {"label", "score"} for p in entries[3]["predictions"])
+    assert all(set(p) == {"label", "score", "clip_pooling"} for p in entries[3]["predictions"])
     assert err.count(": error: ") == 2
 
 
@@ -113,7 +116,7 @@ def test_subprocess_mixed_files_no_traceback(audio_files):
     result = run_module("classify", audio_files["good"], audio_files["corrupted"], audio_files["truncated"])
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stdout.splitlines()[0] == str(audio_files["good"])
+    assert result.stdout.splitlines()[0] == f"{audio_files['good']}  (clip readout: max)"
     assert result.stderr.count("is truncated") == 1 and result.stderr.count(": error: ") == 1
 
 

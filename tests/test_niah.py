@@ -291,7 +291,8 @@ def test_run_niah_sweeps_models_records_oom_plots_and_resumes(setup, tmp_path, m
     extractor = DassFeatureExtractor(max_length=NEEDLE_FRAMES)
     scores, targets = [], []
     for row in load_audio_dataset(data_files=str(setup / "data" / "eval-*.parquet"), streaming=True):
-        features = extractor(decode_audio(row["audio"]), sampling_rate=SR, return_tensors="pt")["input_values"]
+        features = extractor(decode_audio(row["audio"]), sampling_rate=SR, return_tensors="pt", truncation=True)
+        features = features["input_values"]
         haystack = torch.zeros(1, 102, 128)
         haystack[0, :NEEDLE_FRAMES] = features[0]
         with torch.no_grad():
@@ -362,3 +363,24 @@ def test_run_niah_refuses_haystacks_shorter_than_the_needle(setup, tmp_path):
     script = load_script("run_niah")
     with pytest.raises(ValueError, match="shorter than the needle"):
         script.main(niah_args(setup, tmp_path, "--models", str(setup / "dass"), "--lengths_seconds", "0.5"))
+
+
+def test_run_niah_scores_every_clip_readout_from_one_forward_and_resumes(setup, tmp_path, monkeypatch):
+    script = load_script("run_niah")
+    models = ["--models", f"dass={setup / 'dass'}", f"ast={setup / 'ast'}"]
+    dass_log = ForwardLog(monkeypatch, DassForAudioClassification)
+    args = niah_args(setup, tmp_path / "both", *models, "--lengths_seconds", "2", "--positions", "0.5")
+    records = script.main(args + ["--clip_pooling", "mean", "max"])
+    assert sorted((r["model"], r["clip_pooling"]) for r in records) == [("ast", "mean"), ("dass", "max"), ("dass", "mean")]
+    assert len(dass_log.frames) == 6  # one forward per haystack (6 needles, batch 4 * 100 // 205 = 1) for both
+    mean_only = script.main(niah_args(setup, tmp_path / "mean", *models, "--lengths_seconds", "2", "--positions", "0.5"))
+    by_key = {(r["model"], r["clip_pooling"]): r["mAP"] for r in records}
+    assert {(r["model"], r["clip_pooling"]): r["mAP"] for r in mean_only} == {
+        k: v for k, v in by_key.items() if k[1] == "mean"
+    }
+    with open(tmp_path / "both" / "results.csv", newline="") as handle:
+        assert {row["clip_pooling"] for row in csv.DictReader(handle)} == {"mean", "max"}
+    dass_log.frames.clear()
+    assert len(script.main(args + ["--clip_pooling", "mean", "max"])) == 3 and dass_log.frames == []  # resumed
+    with pytest.raises(ValueError, match="clip_pooling"):
+        script.main(args + ["--clip_pooling", "median"])

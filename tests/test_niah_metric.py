@@ -126,3 +126,16 @@ def test_load_niah_metric_names_the_extra_without_evaluate(monkeypatch):
     monkeypatch.setitem(sys.modules, "evaluate", None)  # makes `import evaluate` fail
     with pytest.raises(ImportError, match=r"transformers-dass\[niah\]"):
         transformers_dass.load_niah_metric()
+
+
+def test_breakdown_per_clip_readout(data):
+    scores, labels, seconds, _ = data
+    readouts = np.array(["mean", "max"] * (len(scores) // 2))
+    result = compute_niah_metrics(scores, labels, haystack_seconds=seconds, clip_pooling=list(readouts))
+    groups = [(g["haystack_seconds"], g["needle_position"], g["clip_pooling"]) for g in result["breakdown"]]
+    assert groups == [(10.0, None, "max"), (10.0, None, "mean"), (50.0, None, "max"), (50.0, None, "mean")]
+    for group in result["breakdown"]:
+        rows = (seconds == group["haystack_seconds"]) & (readouts == group["clip_pooling"])
+        assert_matches(group, sklearn_scores(scores[rows], labels[rows]))
+    with pytest.raises(ValueError, match="clip_pooling"):
+        compute_niah_metrics(scores, labels, clip_pooling=["mean"])

@@ -70,9 +70,10 @@ def test_pipeline_other_rate_without_torchaudio_names_the_fix(converted_tiny, ba
 
 def test_cli_classify_json_matches_the_model(converted_tiny, babble, capsys):
     path = require_fixture("babble_all.wav")
-    assert cli_main(["classify", str(path), "--model", str(converted_tiny), "--top-k", "4", "--json"]) == 0
+    args = ["classify", str(path), "--model", str(converted_tiny), "--top-k", "4", "--json", "--clip-pooling", "mean"]
+    assert cli_main(args) == 0
     predictions = json.loads(capsys.readouterr().out)
-    assert all(set(p) == {"label", "score"} for p in predictions)
+    assert all(set(p) == {"label", "score", "clip_pooling"} for p in predictions)
     # 15 s clip: longer than 10 s, so the CLI keeps all of it instead of cutting it to 1024 frames
     check_predictions(predictions, expected_scores(converted_tiny, babble, max_length=None), 4)
 
@@ -97,7 +98,7 @@ def test_cli_text_output_and_module_entry_point(converted_tiny):
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].endswith("babble_all.wav") and len(lines) == 3 and "LABEL_" in lines[1]
+    assert lines[0].endswith("babble_all.wav  (clip readout: max)") and len(lines) == 3 and "LABEL_" in lines[1]
 
 
 def test_cli_errors_name_the_problem(converted_tiny, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """`dass` command line: classify audio files, convert released checkpoints.
 
-    dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json]
+    dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json] [--clip-pooling {auto,mean,max}]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
@@ -19,6 +19,7 @@ import logging
 import sys
 
 PACKAGE_LOGGER = "transformers_dass"
+from .readout import CLIP_POOLINGS
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -30,7 +31,7 @@ def _classify(args: argparse.Namespace) -> int:
         raise SystemExit(f"--top-k must be between 1 and {model.config.num_labels} (the model's labels), got {args.top_k}.")
     entries = []
     for path in args.files:
-        entry = _classify_file(model, extractor, path, args.top_k)
+        entry = _classify_file(model, extractor, path, args.top_k, args.clip_pooling)
         if "error" in entry:
             print(f"dass classify: error: {entry['error']}", file=sys.stderr)
         elif not args.json:
@@ -44,53 +45,57 @@ def _classify(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _classify_file(model, extractor, path: str, top_k: int) -> dict:
+def _classify_file(model, extractor, path: str, top_k: int, clip_pooling: str) -> dict:
     """`{"file", "predictions"}` for a file that reads and classifies, else `{"file", "error"}` (naming the file)."""
     from .audio_io import load_audio
 
     try:
         waveform = load_audio(path, sampling_rate=extractor.sampling_rate)
-        return {"file": path, "predictions": classify_waveform(model, extractor, waveform, top_k)}
+        return {"file": path, "predictions": classify_waveform(model, extractor, waveform, top_k, clip_pooling)}
     except (OSError, ValueError) as error:
         message = str(error) if path in str(error) else f"{path}: {error}"
         return {"file": path, "error": message}
 
 
 def _print_predictions(path: str, predictions: list[dict]) -> None:
-    print(path)
+    print(f"{path}  (clip readout: {predictions[0]['clip_pooling']})")
     for item in predictions:
         print(f"  {item['score']:.4f}  {item['label']}")
     sys.stdout.flush()  # a file's result shows before the next file's warnings and errors on stderr
 
 
 def _print_json(entries: list[dict]) -> None:
-    """One file: its list of {"label", "score"} (nothing if it failed: the error is on stderr). Several files:
-    one entry per file, in input order, `{"file", "predictions"}` or `{"file", "error"}`."""
+    """One file: its list of {"label", "score", "clip_pooling"} (nothing if it failed: the error is on stderr).
+    Several files: one entry per file, in input order, `{"file", "predictions"}` or `{"file", "error"}`."""
     if len(entries) > 1:
         print(json.dumps(entries, indent=2))
     elif "predictions" in entries[0]:
         print(json.dumps(entries[0]["predictions"], indent=2))
 
 
-def classify_waveform(model, extractor, waveform, top_k: int) -> list[dict]:
-    """Scores of the `top_k` best labels for one 16 kHz mono waveform (samples,).
+def classify_waveform(model, extractor, waveform, top_k: int, clip_pooling: str = "auto") -> list[dict]:
+    """Scores of the `top_k` best labels for one 16 kHz mono waveform (samples,), each item
+    `{"label", "score", "clip_pooling"}` (the readout used, `readout.choose_clip_pooling`: with `"auto"` the
+    model's own up to the extractor's `max_length`, `"max"` beyond it).
 
     Clips shorter than the extractor's `max_length` (10 s) are zero-padded to it, as in training; longer
     clips are kept whole (DASS has no positional embedding), not cut to their first 10 s.
     """
-    import torch
-
     from .feature_extraction_dass import num_frames
+    from .readout import choose_clip_pooling, read_out
 
     frames = num_frames(len(waveform), extractor.sampling_rate)
     max_length = extractor.max_length if extractor.max_length and frames <= extractor.max_length else None
+    pooling = choose_clip_pooling(clip_pooling, model.config.clip_pooling, frames, extractor.max_length or None)
     features = extractor(waveform, sampling_rate=extractor.sampling_rate, max_length=max_length, return_tensors="pt")
-    with torch.inference_mode():
-        logits = model(features["input_values"]).logits[0]
+    logits = read_out(model, features["input_values"], [pooling]).clip_logits[pooling][0]
     problem = model.config.problem_type
     scores = logits if problem == "regression" else logits.sigmoid() if problem == "multi_label_classification" else logits.softmax(-1)
     values, indices = scores.topk(top_k)
-    return [{"label": model.config.id2label[i], "score": float(v)} for v, i in zip(values.tolist(), indices.tolist())]
+    return [
+        {"label": model.config.id2label[i], "score": float(v), "clip_pooling": pooling}
+        for v, i in zip(values.tolist(), indices.tolist())
+    ]
 
 
 def _model_dir(args: argparse.Namespace) -> str:
@@ -162,8 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--json",
         action="store_true",
-        help='Print JSON. One file: a list of {"label", "score"}. Several: one entry per file, in order, '
-        '{"file", "predictions": [...]} or {"file", "error"}.',
+        help='Print JSON. One file: a list of {"label", "score", "clip_pooling"}. Several: one entry per file, in '
+        'order, {"file", "predictions": [...]} or {"file", "error"}.',
+    )
+    classify.add_argument(
+        "--clip-pooling",
+        choices=("auto",) + CLIP_POOLINGS,
+        default="auto",
+        help="How the clip score is read out of the scores every 0.32 s: mean (the paper's average), max (the "
+        "highest step: a short sound anywhere), auto (default: the model's own up to its training length, "
+        "10 s, max beyond it). The output names the readout used.",
     )
     classify.set_defaults(handler=_classify)
 

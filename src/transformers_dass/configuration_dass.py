@@ -9,6 +9,7 @@ from transformers.utils import logging
 
 from .auto_module import AUTO_MAP, write_auto_module
 from .ops import SCAN_BACKENDS
+from .readout import check_clip_pooling
 
 logger = logging.get_logger(__name__)
 
@@ -66,6 +67,11 @@ class DassConfig(PreTrainedConfig):
             `lean_threshold_frames` frames, standard otherwise. `forward(..., inference_mode=)` overrides it.
         lean_threshold_frames (`int`, defaults to 6000):
             Input frames (10 ms each) from which `"auto"` takes the lean path.
+        clip_pooling (`str`, defaults to `"mean"`):
+            How `logits` read the clip out of the per-step scores (`readout.py`): `"mean"`, the paper's global
+            average pooling (the default: logits unchanged), or `"max"`, per label the highest time step of
+            `frame_logits` (a short sound anywhere in a long recording). `forward(..., clip_pooling=)` overrides it
+            for one call; the loss uses the chosen readout.
         num_labels (`int`, defaults to 527):
             AudioSet classes by default. `num_classes` (Hub name) is accepted.
         problem_type (`str`, *optional*):
@@ -111,6 +117,7 @@ class DassConfig(PreTrainedConfig):
         scan_backend: str = "auto",
         inference_mode: str = "auto",
         lean_threshold_frames: int = 6000,
+        clip_pooling: str = "mean",
         label_mids: list[str] | None = None,
         **kwargs,
     ):
@@ -145,6 +152,7 @@ class DassConfig(PreTrainedConfig):
         self.scan_backend = scan_backend
         self.inference_mode = inference_mode
         self.lean_threshold_frames = lean_threshold_frames
+        self.clip_pooling = clip_pooling
         self.label_mids = label_mids
         super().__init__(**kwargs)
         self.auto_map = dict(AUTO_MAP)
@@ -264,6 +272,10 @@ class DassConfig(PreTrainedConfig):
             self.lean_threshold_frames < 1
         ):
             fail(f"`lean_threshold_frames` must be a positive integer, got {self.lean_threshold_frames!r}.")
+        try:
+            check_clip_pooling(self.clip_pooling)
+        except ValueError as error:
+            fail(str(error))
         allowed_problems = (None, "regression", "single_label_classification", "multi_label_classification")
         if self.problem_type not in allowed_problems:
             fail(f"`problem_type` must be one of {allowed_problems}, got {self.problem_type!r}.")

@@ -29,6 +29,7 @@ from .configuration_dass import INFERENCE_MODES, DassConfig
 from .hub_layout import register_hub_layout
 from .lean_inference import lean_forward
 from .ops import cross_selective_scan
+from .readout import check_clip_pooling, pool_frame_logits
 
 logger = logging.get_logger(__name__)
 
@@ -68,7 +69,7 @@ class DassAudioClassifierOutput(ModelOutput):
         frame_logits (`torch.FloatTensor` of shape `(batch, time_steps, num_labels)`, returned with
             `return_frame_logits=True`):
             Scores of each time step of the last feature map (`time_steps = ceil(frames / 32)`): the map pooled
-            over frequency only, then the classifier applied per step. Their mean over time equals `logits`.
+            over frequency only, then the classifier applied per step. Their mean over time equals the `"mean"` logits.
             Step `j` sits over input frames `[32 j, 32 (j + 1))` (see `frame_step_times`); the scan mixes the
             whole clip into every step, so this places a step, it does not bound what it saw.
     """
@@ -438,6 +439,7 @@ class DassForAudioClassification(DassPreTrainedModel):
         return_frame_logits: bool = False,
         inference_mode: str | None = None,
         show_progress: bool = False,
+        clip_pooling: str | None = None,
         attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> DassAudioClassifierOutput | tuple:
@@ -455,12 +457,21 @@ class DassForAudioClassification(DassPreTrainedModel):
             return_frame_logits (`bool`, defaults to `False`):
                 Also return `frame_logits` (batch, time_steps, num_labels): scores over time.
             inference_mode, show_progress: as in `DassModel.forward`.
+            clip_pooling (`str`, *optional*):
+                How `logits` (and the loss) read the clip out of the time steps: `"mean"` (the pooled features,
+                the paper's model) or `"max"` (per label, the highest step of `frame_logits`); defaults to
+                `config.clip_pooling`. See `readout.py`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         clip_frames = _clip_frames(attention_mask, input_values.shape)
         if clip_frames is not None:
             logits = self._logits_by_length(
-                input_values, clip_frames, inference_mode=inference_mode, show_progress=show_progress, **kwargs
+                input_values,
+                clip_frames,
+                inference_mode=inference_mode,
+                show_progress=show_progress,
+                clip_pooling=clip_pooling,
+                **kwargs,
             )
             if output_hidden_states or return_frame_logits:
                 raise ValueError(
@@ -479,12 +490,17 @@ class DassForAudioClassification(DassPreTrainedModel):
             show_progress=show_progress,
         )
         logits = self.classifier(outputs.pooler_output)
-        loss = self.compute_loss(logits, labels) if labels is not None else None
+        pooling = check_clip_pooling(self.config.clip_pooling if clip_pooling is None else clip_pooling)
         frame_logits = None
-        if return_frame_logits:
+        if return_frame_logits or pooling != "mean":
             # (B, C, F', T'): pool over frequency only, then the (linear) head at every time step, so that
             # the time average of frame_logits is the clip's logits.
             frame_logits = self.classifier(outputs.last_hidden_state.mean(dim=2).transpose(1, 2))
+        if pooling != "mean":
+            logits = pool_frame_logits(frame_logits, pooling)  # readout.py: the one place readouts are made
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        if not return_frame_logits:
+            frame_logits = None
 
         if not return_dict:
             output = (logits,) + tuple(v for v in (outputs.hidden_states, frame_logits) if v is not None)

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from .audio_io import load_audio
-from .feature_extraction_dass import frame_geometry, kaldi_fbank, num_frames
+from .feature_extraction_dass import frame_geometry, num_frames
+from .long_audio import FbankStream
 
 __all__ = [
     "FRAMES_PER_SECOND",
@@ -100,11 +101,10 @@ def needle_start(total: int, needle_length: int, position: float) -> int:
 def chunked_fbank(
     chunks: Iterable[torch.Tensor], num_mel_bins: int = 128, sampling_rate: int = 16000
 ) -> Iterator[torch.Tensor]:
-    """Kaldi fbank of a waveform given as consecutive chunks, one block of frames per chunk.
-
-    Each chunk is cut after its last whole frame; the samples after that start (the window overlap and any
-    remainder) are carried into the next chunk. Concatenated, the blocks equal `kaldi_fbank` of the concatenated
-    waveform (every frame is computed from the same samples by the same code).
+    """Kaldi fbank of a waveform given as consecutive chunks, one block of frames per chunk: an iterator over
+    `long_audio.FbankStream`, which carries the samples after a chunk's last whole frame into the next.
+    Concatenated, the blocks equal `kaldi_fbank` of the concatenated waveform (every frame is computed from the
+    same samples by the same code).
 
     Args:
         chunks: 1-D float tensors (samples,) of any sizes, empty ones included.
@@ -112,18 +112,13 @@ def chunked_fbank(
     Yields:
         (frames_i, num_mel_bins) float32 blocks; a chunk too short to finish a frame yields nothing.
     """
-    window_size, window_shift, _ = frame_geometry(sampling_rate)
-    carry = torch.zeros(0)
+    stream = FbankStream(num_mel_bins, sampling_rate)  # the package's one streaming fbank (long_audio.py)
     for chunk in chunks:
         if not isinstance(chunk, torch.Tensor) or chunk.ndim != 1:
             raise ValueError("chunked_fbank expects 1-D torch tensors (samples,) as chunks")
-        buffer = torch.cat([carry, chunk.detach().to("cpu", torch.float32)])
-        frames = num_frames(buffer.shape[0], sampling_rate)
-        if frames == 0:
-            carry = buffer
-            continue
-        yield kaldi_fbank(buffer[: (frames - 1) * window_shift + window_size], num_mel_bins, sampling_rate)
-        carry = buffer[frames * window_shift :]
+        block = stream.push(chunk.detach().to("cpu", torch.float32))
+        if block.shape[0]:
+            yield block
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -359,9 +354,14 @@ def haystack_features(
     std: float = DEFAULT_STD,
     num_mel_bins: int = 128,
     sampling_rate: int = 16000,
+    remove_mean: bool = True,
 ) -> torch.Tensor:
     """Normalised fbank (frames, num_mel_bins) of a long waveform, in chunks: what `DassFeatureExtractor` gives
-    with `max_length=None` (the waveform's mean removed, kaldi fbank, `(x - mean) / (2 * std)`)."""
+    with `max_length=None` (the waveform's mean removed, kaldi fbank, `(x - mean) / (2 * std)`).
+
+    `remove_mean=False` skips the clip mean: Kaldi removes each frame's own DC offset, so the clip mean changes
+    the features only by float rounding, and without it every frame depends on its own 400 samples alone (what
+    `niah_mixing.MixedHaystacks` needs to recompute a few frames of hours of audio)."""
     waveform = _as_float_tensor(waveform, "waveform", ndim=1)
     frames = num_frames(waveform.shape[0], sampling_rate)
     if frames == 0:
@@ -369,9 +369,11 @@ def haystack_features(
     mean, std = _finite(mean, "mean"), _finite(std, "std")
     # The mean in float64, a chunk at a time (a float64 copy of hours of audio would be gigabytes).
     starts = range(0, waveform.shape[0], NOISE_CHUNK_SAMPLES)
-    centre = sum(float(waveform[i : i + NOISE_CHUNK_SAMPLES].double().sum()) for i in starts) / waveform.shape[0]
+    centre = 0.0
+    if remove_mean:
+        centre = sum(float(waveform[i : i + NOISE_CHUNK_SAMPLES].double().sum()) for i in starts) / waveform.shape[0]
     out = torch.empty(frames, num_mel_bins)
-    chunks = (waveform[i : i + NOISE_CHUNK_SAMPLES] - centre for i in range(0, waveform.shape[0], NOISE_CHUNK_SAMPLES))
+    chunks = (waveform[i : i + NOISE_CHUNK_SAMPLES] - centre for i in starts)
     written = 0
     for block in chunked_fbank(chunks, num_mel_bins, sampling_rate):
         out[written : written + block.shape[0]] = block

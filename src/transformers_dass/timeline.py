@@ -1,6 +1,7 @@
 """When things happen: per-step label scores of a DASS model over a recording, segments, a plot.
 
-`frame_scores` runs `DassForAudioClassification(..., return_frame_logits=True)` and turns the logits of every
+`frame_scores` runs `DassForAudioClassification(..., return_frame_logits=True)` (through `readout.read_out`, the
+frame scores that the clip readouts use too) and turns the logits of every
 time step (0.32 s for DASS) into probabilities (sigmoid for multi-label models, softmax for single-label
 ones), optionally smoothed over neighbouring steps. `segments` merges consecutive steps at or above a
 threshold into (start, end, label, score) rows; `write_csv` and `plot_timeline` write them out. The command
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .readout import read_out
 
 PLOT_HINT = 'pip install "transformers-dass[plot]"'
 
@@ -98,13 +101,7 @@ def frame_scores(
     if input_values.ndim != 3 or input_values.shape[0] != 1:
         raise ValueError(f"frame_scores takes one recording, (frames, mel bins); got shape {tuple(input_values.shape)}")
     show = sys.stderr.isatty() if show_progress is None else show_progress
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            logits = model(input_values, return_frame_logits=True, show_progress=show).frame_logits[0].float()
-    finally:
-        model.train(was_training)
+    logits = read_out(model, input_values, poolings=(), show_progress=show).frame_logits[0].float()
     probabilities = logits.softmax(-1) if problem == "single_label_classification" else logits.sigmoid()
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     times = model.frame_step_times(input_values.shape[1], frame_shift).numpy()

@@ -35,6 +35,7 @@ def compute_niah_metrics(
     references,
     haystack_seconds: Sequence[float] | None = None,
     needle_position: Sequence[float] | None = None,
+    clip_pooling: Sequence[str] | None = None,
 ) -> dict:
     """Tagging scores of NIAH predictions against the needles' labels.
 
@@ -43,11 +44,14 @@ def compute_niah_metrics(
         references: (n, classes) multi-hot labels of the needles, 0 or 1.
         haystack_seconds, needle_position: (n,) the setting each example was run at; when either is given, the
             result also has a `breakdown` with the scores of each (haystack_seconds, needle_position) group.
+        clip_pooling: (n,) the clip readout ("mean", "max", ...) of each example's scores; when given, the
+            breakdown groups by readout too. Rows of several readouts of the same needle are then in one call:
+            read the breakdown (the overall scores pool the readouts).
 
     Returns:
         {"mAP", "mAUC", "d_prime", "num_examples", "num_classes", "skipped_classes", "skipped_auc_classes"} and,
-        with settings, "breakdown": a list of such dicts plus "haystack_seconds" and "needle_position" (None for
-        a setting that was not given), in increasing order of the two.
+        with settings, "breakdown": a list of such dicts plus "haystack_seconds", "needle_position" and
+        "clip_pooling" (None for a setting that was not given), in increasing order of the three.
 
     Raises:
         ValueError: empty input, shapes that differ or are not 2-D, NaN or infinite scores, labels not 0/1, or
@@ -63,16 +67,20 @@ def compute_niah_metrics(
     if not np.isin(labels, (0.0, 1.0)).all():
         raise ValueError("references must be multi-hot (0 or 1); soft labels have no average precision")
     result = _scores(scores, labels)
-    if haystack_seconds is None and needle_position is None:
+    if haystack_seconds is None and needle_position is None and clip_pooling is None:
         return result
     n = scores.shape[0]
     seconds = _settings(haystack_seconds, "haystack_seconds", n)
     positions = _settings(needle_position, "needle_position", n)
+    poolings = _names(clip_pooling, "clip_pooling", n)
     breakdown = []
-    settings = sorted(set(zip(seconds, positions)), key=lambda key: tuple(-1 if v is None else v for v in key))
-    for second, position in settings:
-        rows = [i for i in range(n) if seconds[i] == second and positions[i] == position]
-        group = {"haystack_seconds": second, "needle_position": position}
+    settings = sorted(
+        set(zip(seconds, positions, poolings)),
+        key=lambda key: (-1 if key[0] is None else key[0], -1 if key[1] is None else key[1], key[2] or ""),
+    )
+    for second, position, pooling in settings:
+        rows = [i for i in range(n) if (seconds[i], positions[i], poolings[i]) == (second, position, pooling)]
+        group = {"haystack_seconds": second, "needle_position": position, "clip_pooling": pooling}
         group.update(_scores(scores[rows], labels[rows]))
         breakdown.append(group)
     result["breakdown"] = breakdown
@@ -109,6 +117,15 @@ def _matrix(value, name: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values; check the model outputs (e.g. an fp16 overflow)")
     return array
+
+
+def _names(value, name: str, n: int) -> list:
+    if value is None:
+        return [None] * n
+    names = [value] if isinstance(value, str) else list(value)
+    if len(names) != n or not all(isinstance(v, str) and v for v in names):
+        raise ValueError(f"{name} must be {n} non-empty strings, one per prediction, got {len(names)} values")
+    return names
 
 
 def _settings(value, name: str, n: int) -> list:

@@ -24,7 +24,8 @@ Audio Needle In A Haystack (NIAH): a labelled clip (the needle) is placed at a r
 haystack (zeros, white or babble noise) and the model tags the whole sequence. The metric scores the tags against
 the needle's labels as AST's calculate_stats does: per-class average precision and ROC AUC, averaged over the
 classes that have a positive needle (mAP, mAUC; classes left out are counted), and d' = sqrt(2) * Phi^-1(mAUC).
-Given the haystack length and needle position of each example, it also reports every (length, position) group.
+Given the haystack length, needle position and clip readout of each example, it also reports every
+(length, position, readout) group.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -33,10 +34,11 @@ Args:
     references: (n, classes) multi-hot labels (0/1) of the needles.
     haystack_seconds: optional, (n,) haystack length of each example, given to `compute`.
     needle_position: optional, (n,) relative needle position of each example, given to `compute`.
+    clip_pooling: optional, (n,) clip readout of each example's scores ("mean", "max"), given to `compute`.
 Returns:
     mAP, mAUC, d_prime, num_examples, num_classes, skipped_classes (no positive example),
     skipped_auc_classes (no positive or no negative example), and with the settings a `breakdown` list holding the
-    same scores per (haystack_seconds, needle_position).
+    same scores per (haystack_seconds, needle_position, clip_pooling).
 Examples:
     >>> import transformers_dass
     >>> niah = transformers_dass.load_niah_metric()
@@ -61,12 +63,13 @@ class Niah(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2407.04082"],
         )
 
-    def _compute(self, predictions, references, haystack_seconds=None, needle_position=None):
+    def _compute(self, predictions, references, haystack_seconds=None, needle_position=None, clip_pooling=None):
         return compute_niah_metrics(
             _rows(predictions, "predictions"),
             _rows(references, "references"),
             haystack_seconds=haystack_seconds,
             needle_position=needle_position,
+            clip_pooling=clip_pooling,
         )
 
 
