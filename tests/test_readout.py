@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
 from transformers_dass.cli import main as cli_main
-from transformers_dass.readout import choose_clip_pooling, pool_frame_logits, read_out
+from transformers_dass.readout import choose_clip_pooling, pool_frame_logits, read_out, resolve_clip_pooling
 
 from .conftest import require_fixture
 from .test_lean_inference import BACKENDS
@@ -25,10 +25,10 @@ def tiny_model(**kwargs) -> DassForAudioClassification:
     return DassForAudioClassification(DassConfig(**{**defaults, **kwargs})).eval()
 
 
-def test_mean_is_the_default_and_leaves_the_logits_unchanged():
+def test_default_auto_is_the_mean_up_to_the_training_length_bit_for_bit():
     torch.manual_seed(0)
     model = tiny_model()
-    assert model.config.clip_pooling == "mean"
+    assert model.config.clip_pooling == "auto" and model.config.training_length_frames == 1024
     inputs = torch.randn(2, 203, 24)
     with torch.no_grad():
         before = model(inputs, return_frame_logits=True)
@@ -127,13 +127,28 @@ def test_read_out_gives_every_readout_from_one_forward():
 
 
 def test_auto_readout_switches_to_max_beyond_the_training_length():
-    assert choose_clip_pooling("auto", "mean", 1024, 1024) == "mean"
-    assert choose_clip_pooling("auto", "mean", 1025, 1024) == "max"
-    assert choose_clip_pooling("auto", "max", 10, 1024) == "max"
-    assert choose_clip_pooling("auto", "mean", 10**6, None) == "mean"
-    assert choose_clip_pooling("mean", "max", 10**6, 1024) == "mean"
-    with pytest.raises(ValueError, match="clip_pooling"):
+    assert resolve_clip_pooling("auto", 1024, 1024) == "mean"
+    assert resolve_clip_pooling("auto", 1025, 1024) == "max"
+    assert resolve_clip_pooling("mean", 10**6, 1024) == "mean" and resolve_clip_pooling("max", 10, 1024) == "max"
+    # the command line's auto is the model's own setting, so that it answers as the forward and pipeline() do
+    assert choose_clip_pooling("auto", "auto", 1025, 1024) == "max"
+    assert choose_clip_pooling("auto", "mean", 10**6, 1024) == "mean"
+    assert choose_clip_pooling("max", "mean", 10, 1024) == "max"
+    with pytest.raises(ValueError, match="clip-pooling"):
         choose_clip_pooling("median", "mean", 10, 1024)
+    with pytest.raises(ValueError, match="clip_pooling"):
+        tiny_model(clip_pooling="median")
+
+
+def test_forward_auto_follows_the_input_length():
+    torch.manual_seed(0)
+    model = tiny_model(training_length_frames=100)
+    with torch.no_grad():
+        for frames, pooling in ((100, "mean"), (101, "max")):
+            inputs = torch.randn(2, frames, 24)
+            assert torch.equal(model(inputs).logits, model(inputs, clip_pooling=pooling).logits)
+    with pytest.raises(ValueError, match="training_length_frames"):
+        tiny_model(training_length_frames=0)
 
 
 def test_cli_names_the_readout_of_each_file(converted_tiny, capsys):

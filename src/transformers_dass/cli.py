@@ -19,7 +19,7 @@ import logging
 import sys
 
 PACKAGE_LOGGER = "transformers_dass"
-from .readout import CLIP_POOLINGS
+from .readout import CLIP_POOLING_CHOICES
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -75,20 +75,18 @@ def _print_json(entries: list[dict]) -> None:
 
 def classify_waveform(model, extractor, waveform, top_k: int, clip_pooling: str = "auto") -> list[dict]:
     """Scores of the `top_k` best labels for one 16 kHz mono waveform (samples,), each item
-    `{"label", "score", "clip_pooling"}` (the readout used, `readout.choose_clip_pooling`: with `"auto"` the
-    model's own up to the extractor's `max_length`, `"max"` beyond it).
+    `{"label", "score", "clip_pooling"}` with the readout used (`readout.choose_clip_pooling`: for `"auto"` the
+    model's own, `config.clip_pooling`, as its forward and `pipeline()` use it).
 
-    Clips shorter than the extractor's `max_length` (10 s) are zero-padded to it, as in training; longer
-    clips are kept whole (DASS has no positional embedding), not cut to their first 10 s.
+    The features are the extractor's defaults, as in `pipeline()`: clips shorter than its `max_length` (10 s) are
+    zero-padded to it, as in training; longer clips are kept whole (DASS has no positional embedding).
     """
-    from .feature_extraction_dass import num_frames
     from .readout import choose_clip_pooling, read_out
 
-    frames = num_frames(len(waveform), extractor.sampling_rate)
-    max_length = extractor.max_length if extractor.max_length and frames <= extractor.max_length else None
-    pooling = choose_clip_pooling(clip_pooling, model.config.clip_pooling, frames, extractor.max_length or None)
-    features = extractor(waveform, sampling_rate=extractor.sampling_rate, max_length=max_length, return_tensors="pt")
-    logits = read_out(model, features["input_values"], [pooling]).clip_logits[pooling][0]
+    input_values = extractor(waveform, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_values"]
+    frames = input_values.shape[1]
+    pooling = choose_clip_pooling(clip_pooling, model.config.clip_pooling, frames, model.config.training_length_frames)
+    logits = read_out(model, input_values, [pooling]).clip_logits[pooling][0]
     problem = model.config.problem_type
     scores = logits if problem == "regression" else logits.sigmoid() if problem == "multi_label_classification" else logits.softmax(-1)
     values, indices = scores.topk(top_k)
@@ -172,11 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify.add_argument(
         "--clip-pooling",
-        choices=("auto",) + CLIP_POOLINGS,
+        choices=CLIP_POOLING_CHOICES,
         default="auto",
         help="How the clip score is read out of the scores every 0.32 s: mean (the paper's average), max (the "
-        "highest step: a short sound anywhere), auto (default: the model's own up to its training length, "
-        "10 s, max beyond it). The output names the readout used.",
+        "highest step: a short sound anywhere), auto (default: the model's config.clip_pooling, as pipeline() "
+        "uses it; unless the config says otherwise, the mean up to the training length, 10.24 s, and the max "
+        "beyond). The output names the readout used.",
     )
     classify.set_defaults(handler=_classify)
 

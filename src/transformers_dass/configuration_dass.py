@@ -9,7 +9,7 @@ from transformers.utils import logging
 
 from .auto_module import AUTO_MAP, write_auto_module
 from .ops import SCAN_BACKENDS
-from .readout import check_clip_pooling
+from .readout import CLIP_POOLING_CHOICES, check_clip_pooling
 
 logger = logging.get_logger(__name__)
 
@@ -67,11 +67,15 @@ class DassConfig(PreTrainedConfig):
             `lean_threshold_frames` frames, standard otherwise. `forward(..., inference_mode=)` overrides it.
         lean_threshold_frames (`int`, defaults to 6000):
             Input frames (10 ms each) from which `"auto"` takes the lean path.
-        clip_pooling (`str`, defaults to `"mean"`):
+        clip_pooling (`str`, defaults to `"auto"`):
             How `logits` read the clip out of the per-step scores (`readout.py`): `"mean"`, the paper's global
-            average pooling (the default: logits unchanged), or `"max"`, per label the highest time step of
-            `frame_logits` (a short sound anywhere in a long recording). `forward(..., clip_pooling=)` overrides it
-            for one call; the loss uses the chosen readout.
+            average pooling; `"max"`, per label the highest time step of `frame_logits` (a short sound anywhere in
+            a long recording); `"auto"`, the mean for inputs up to `training_length_frames` (the paper's logits,
+            bit for bit) and the max beyond. `forward(..., clip_pooling=)` overrides it for one call; the loss
+            uses the chosen readout. `pipeline()`, `dass classify` and the web demo all follow it.
+        training_length_frames (`int`, defaults to 1024):
+            Input length the model was trained on, in frames (the feature extractor's `max_length`; 1024 = 10.24
+            s): where `clip_pooling="auto"` switches from the mean to the max.
         num_labels (`int`, defaults to 527):
             AudioSet classes by default. `num_classes` (Hub name) is accepted.
         problem_type (`str`, *optional*):
@@ -117,7 +121,8 @@ class DassConfig(PreTrainedConfig):
         scan_backend: str = "auto",
         inference_mode: str = "auto",
         lean_threshold_frames: int = 6000,
-        clip_pooling: str = "mean",
+        clip_pooling: str = "auto",
+        training_length_frames: int = 1024,
         label_mids: list[str] | None = None,
         **kwargs,
     ):
@@ -153,6 +158,7 @@ class DassConfig(PreTrainedConfig):
         self.inference_mode = inference_mode
         self.lean_threshold_frames = lean_threshold_frames
         self.clip_pooling = clip_pooling
+        self.training_length_frames = training_length_frames
         self.label_mids = label_mids
         super().__init__(**kwargs)
         self.auto_map = dict(AUTO_MAP)
@@ -273,9 +279,13 @@ class DassConfig(PreTrainedConfig):
         ):
             fail(f"`lean_threshold_frames` must be a positive integer, got {self.lean_threshold_frames!r}.")
         try:
-            check_clip_pooling(self.clip_pooling)
+            check_clip_pooling(self.clip_pooling, choices=CLIP_POOLING_CHOICES)
         except ValueError as error:
             fail(str(error))
+        if isinstance(self.training_length_frames, bool) or not isinstance(self.training_length_frames, int) or (
+            self.training_length_frames < 1
+        ):
+            fail(f"`training_length_frames` must be a positive integer, got {self.training_length_frames!r}.")
         allowed_problems = (None, "regression", "single_label_classification", "multi_label_classification")
         if self.problem_type not in allowed_problems:
             fail(f"`problem_type` must be one of {allowed_problems}, got {self.problem_type!r}.")

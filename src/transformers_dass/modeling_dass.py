@@ -13,6 +13,7 @@ projections are plain `nn.LayerNorm` / `nn.Linear`; outputs handed to the user a
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ from .configuration_dass import INFERENCE_MODES, DassConfig
 from .hub_layout import register_hub_layout
 from .lean_inference import lean_forward
 from .ops import cross_selective_scan
-from .readout import check_clip_pooling, pool_frame_logits
+from .readout import pool_frame_logits, resolve_clip_pooling
 
 logger = logging.get_logger(__name__)
 
@@ -366,7 +367,7 @@ class DassModel(DassPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         inference_mode: str | None = None,
-        show_progress: bool = False,
+        show_progress: bool | None = None,
         attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> DassModelOutput | tuple:
@@ -380,8 +381,9 @@ class DassModel(DassPreTrainedModel):
             inference_mode (`str`, *optional*):
                 `"auto"`, `"lean"` or `"standard"`; defaults to `config.inference_mode`. The lean path computes
                 the same outputs layer by layer in chunks, in a fraction of the memory (inference only).
-            show_progress (`bool`, defaults to `False`):
-                On the lean path, a progress bar over the layers (for long inputs).
+            show_progress (`bool`, *optional*):
+                On the lean path, a progress bar over the layers (for long inputs); by default where stderr is a
+                terminal, so that `pipeline()` on an hour of audio shows one in a console and none in a log.
         """
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -398,7 +400,8 @@ class DassModel(DassPreTrainedModel):
         pixel_values = input_values.transpose(1, 2).unsqueeze(1).to(self.embeddings.conv1.weight.dtype)
         if self._use_lean_path(input_values, inference_mode):
             # The same layers in chunks, residuals updated in place: for hours of audio (lean_inference.py).
-            hidden_states, all_hidden_states = lean_forward(self, pixel_values, output_hidden_states, show_progress)
+            show = sys.stderr.isatty() if show_progress is None else show_progress
+            hidden_states, all_hidden_states = lean_forward(self, pixel_values, output_hidden_states, show)
         else:
             hidden_states = self.embeddings(pixel_values)
             all_hidden_states = None
@@ -438,7 +441,7 @@ class DassForAudioClassification(DassPreTrainedModel):
         return_dict: bool | None = None,
         return_frame_logits: bool = False,
         inference_mode: str | None = None,
-        show_progress: bool = False,
+        show_progress: bool | None = None,
         clip_pooling: str | None = None,
         attention_mask: torch.Tensor | None = None,
         **kwargs,
@@ -459,8 +462,9 @@ class DassForAudioClassification(DassPreTrainedModel):
             inference_mode, show_progress: as in `DassModel.forward`.
             clip_pooling (`str`, *optional*):
                 How `logits` (and the loss) read the clip out of the time steps: `"mean"` (the pooled features,
-                the paper's model) or `"max"` (per label, the highest step of `frame_logits`); defaults to
-                `config.clip_pooling`. See `readout.py`.
+                the paper's model), `"max"` (per label, the highest step of `frame_logits`) or `"auto"` (mean up to
+                `config.training_length_frames` input frames, max beyond); defaults to `config.clip_pooling`. See
+                `readout.py`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         clip_frames = _clip_frames(attention_mask, input_values.shape)
@@ -490,7 +494,11 @@ class DassForAudioClassification(DassPreTrainedModel):
             show_progress=show_progress,
         )
         logits = self.classifier(outputs.pooler_output)
-        pooling = check_clip_pooling(self.config.clip_pooling if clip_pooling is None else clip_pooling)
+        pooling = resolve_clip_pooling(
+            self.config.clip_pooling if clip_pooling is None else clip_pooling,
+            input_values.shape[1],
+            self.config.training_length_frames,
+        )
         frame_logits = None
         if return_frame_logits or pooling != "mean":
             # (B, C, F', T'): pool over frequency only, then the (linear) head at every time step, so that

@@ -21,29 +21,48 @@ from dataclasses import dataclass
 import torch
 
 CLIP_POOLINGS = ("mean", "max")
+# What a config or a call may ask for: a readout, or "auto" (mean up to the training length, max beyond).
+CLIP_POOLING_CHOICES = ("auto",) + CLIP_POOLINGS
 
-__all__ = ["CLIP_POOLINGS", "Readouts", "check_clip_pooling", "choose_clip_pooling", "pool_frame_logits", "read_out"]
+__all__ = [
+    "CLIP_POOLINGS",
+    "CLIP_POOLING_CHOICES",
+    "Readouts",
+    "check_clip_pooling",
+    "choose_clip_pooling",
+    "pool_frame_logits",
+    "read_out",
+    "resolve_clip_pooling",
+]
 
 
-def check_clip_pooling(value, name: str = "clip_pooling") -> str:
-    """`value` if it names a clip readout; else a ValueError listing them."""
-    if not isinstance(value, str) or value not in CLIP_POOLINGS:
+def check_clip_pooling(value, name: str = "clip_pooling", choices: tuple[str, ...] = CLIP_POOLINGS) -> str:
+    """`value` if it is one of `choices`; else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(
-            f"`{name}` must be one of {CLIP_POOLINGS} (mean: the paper's average over time; max: the highest "
-            f"time step, for short sounds in long recordings), got {value!r}."
+            f"`{name}` must be one of {choices} (mean: the paper's average over time; max: the highest time step, "
+            f"for short sounds in long recordings{'; auto: mean up to the training length, max beyond' if 'auto' in choices else ''}), "
+            f"got {value!r}."
         )
     return value
 
 
-def choose_clip_pooling(requested: str, model_pooling: str, frames: int, training_frames: int | None) -> str:
-    """The readout for an input of `frames` frames: `requested`, or for `"auto"` the model's own readout
-    (`model_pooling`) up to its training length `training_frames` (the extractor's `max_length`; None: unknown,
-    the model's own) and `"max"` beyond it, where averaging over time dilutes a short sound."""
-    if requested != "auto":
-        return check_clip_pooling(requested)
-    if training_frames is None or frames <= training_frames:
-        return check_clip_pooling(model_pooling)
-    return "max"
+def resolve_clip_pooling(pooling: str, frames: int, training_frames: int) -> str:
+    """The readout (`"mean"` or `"max"`) that `pooling` means for an input of `frames` frames: itself, or for
+    `"auto"` the paper's mean up to the training length `training_frames` and the max beyond it, where
+    averaging over time dilutes a short sound."""
+    check_clip_pooling(pooling, choices=CLIP_POOLING_CHOICES)
+    if pooling != "auto":
+        return pooling
+    return "mean" if frames <= training_frames else "max"
+
+
+def choose_clip_pooling(requested: str, model_pooling: str, frames: int, training_frames: int) -> str:
+    """The readout `dass classify --clip-pooling requested` uses for `frames` frames: the model's own
+    (`model_pooling`, `config.clip_pooling`) for `"auto"`, so that it gives what the model's forward and
+    `pipeline()` give; `"mean"` or `"max"` when forced."""
+    check_clip_pooling(requested, "--clip-pooling", CLIP_POOLING_CHOICES)
+    return resolve_clip_pooling(model_pooling if requested == "auto" else requested, frames, training_frames)
 
 
 def pool_frame_logits(frame_logits: torch.Tensor, pooling: str) -> torch.Tensor:
