@@ -14,15 +14,9 @@ from transformers_dass.niah import haystack_features, needle_start
 from transformers_dass.niah_mixing import MixedHaystacks
 
 from .conftest import require_fixture
+from .fbank_tolerance import assert_log_mel_close
 
 SR = 16000
-# Frames over the needle are computed by the same code from the same float32 samples as in the whole-waveform
-# call; only the number of frames per call differs, which can change how the FFT and the mel matrix product are
-# blocked (summation order). For a mel energy E that is a relative error of a few float32 ulps times the FFT's
-# log2 depth, far below 1e-5 of log(E), i.e. < 1e-5 after normalisation (/ 9.14) -- as long as E is not at the
-# level of the rounding of the frame's largest FFT terms. The noise here is 10 dB below a loud needle and white,
-# so no mel band of these frames is that small; 1e-4 leaves a margin of 10 for other CPUs' FFT code paths.
-OVERLAP_TOL = 1e-4
 
 
 @pytest.fixture
@@ -57,9 +51,12 @@ def test_recomputed_frames_equal_the_features_of_the_mixed_waveform(several_chun
     outside = torch.ones(3001, dtype=torch.bool)
     outside[over.start : over.stop] = False
     assert torch.equal(got[outside], expected[outside])  # untouched frames: bit for bit
-    torch.testing.assert_close(got[~outside], expected[~outside], atol=OVERLAP_TOL, rtol=0)
-    # the window on its own gives the same features (other chunk boundaries: the tolerance of the overlap frames)
-    torch.testing.assert_close(got, haystack_features(window, remove_mean=False), atol=OVERLAP_TOL, rtol=0)
+    # Frames over the needle: the same float32 code, other blocking (frames per FFT call), so within the fbank
+    # rounding bound of their samples (the window's), normalised.
+    assert_log_mel_close(got, expected, window.numpy(), scale=1 / (2 * niah.DEFAULT_STD), what="frames over the needle")
+    # the window on its own gives the same features (other chunk boundaries)
+    alone = haystack_features(window, remove_mean=False)
+    assert_log_mel_close(got, alone, window.numpy(), scale=1 / (2 * niah.DEFAULT_STD), what="the window alone")
     # the needle is there: its frames differ from the background's
     background = haystacks.features[offset : offset + 3001]
     assert (got[~outside] - background[~outside]).abs().amax() > 0.5
@@ -82,9 +79,9 @@ def test_level_shift_puts_the_haystack_at_the_needle_level():
     floor = haystacks.features.amin()
     assert (got == floor).any() and (got > floor).float().mean() > 0.9  # empty mel filters stay at the floor
     expected = haystack_features(window * gain, remove_mean=False)
-    # Scaling the samples rounds each one (relative 2^-24); the mel energies of white noise and a loud tone are far
-    # above the FFT's rounding, so their logs move by ~1e-6: OVERLAP_TOL holds with a wide margin.
-    torch.testing.assert_close(got, expected, atol=OVERLAP_TOL, rtol=0)
+    # Scaling the samples rounds each one (relative 2^-24), within the time-domain term of the fbank bound.
+    scaled = (window * gain).numpy()
+    assert_log_mel_close(got, expected, scaled, scale=1 / (2 * niah.DEFAULT_STD), what="haystack at the needle level")
 
 
 def test_needle_is_scaled_to_the_snr_above_the_fixed_background():
