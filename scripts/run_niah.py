@@ -43,11 +43,11 @@ the authors' run_NIAH.py does for an AST trained with sinusoidal embeddings. DAS
 positional embedding.
 
 Outputs in `--output_dir`: results.json (run settings and one record per point), results.csv (the same records)
-and niah.png (mAP against haystack duration, log axis, one line per model, noise setting and readout, mean over positions;
-needs matplotlib, else skipped with a warning). A record is (model, haystack seconds, position, noise, SNR, haystack
-level, clip readout); rerunning with the same output folder skips the points already there. A point that runs out of memory
-is recorded with status "oom" (retried only with `--retry_oom`) and the sweep goes on. On CPU the operating
-system may kill the process before Python sees an out-of-memory error.
+and niah.png (mAP against haystack duration, log axis, one line per model, noise setting and readout, mean over
+positions; needs matplotlib, else skipped with a warning). A record is (model, haystack seconds, position, noise,
+SNR, haystack level, clip readout); rerunning with the same output folder skips the points already there. A point
+that runs out of memory is recorded with status "oom" (retried only with `--retry_oom`) and the sweep goes on. On
+CPU the operating system may kill the process before Python sees an out-of-memory error.
 """
 
 from __future__ import annotations

@@ -371,9 +371,11 @@ def test_run_niah_scores_every_clip_readout_from_one_forward_and_resumes(setup, 
     dass_log = ForwardLog(monkeypatch, DassForAudioClassification)
     args = niah_args(setup, tmp_path / "both", *models, "--lengths_seconds", "2", "--positions", "0.5")
     records = script.main(args + ["--clip_pooling", "mean", "max"])
-    assert sorted((r["model"], r["clip_pooling"]) for r in records) == [("ast", "mean"), ("dass", "max"), ("dass", "mean")]
+    pairs = sorted((r["model"], r["clip_pooling"]) for r in records)
+    assert pairs == [("ast", "mean"), ("dass", "max"), ("dass", "mean")]
     assert len(dass_log.frames) == 6  # one forward per haystack (6 needles, batch 4 * 100 // 205 = 1) for both
-    mean_only = script.main(niah_args(setup, tmp_path / "mean", *models, "--lengths_seconds", "2", "--positions", "0.5"))
+    mean_args = niah_args(setup, tmp_path / "mean", *models, "--lengths_seconds", "2", "--positions", "0.5")
+    mean_only = script.main(mean_args)
     by_key = {(r["model"], r["clip_pooling"]): r["mAP"] for r in records}
     assert {(r["model"], r["clip_pooling"]): r["mAP"] for r in mean_only} == {
         k: v for k, v in by_key.items() if k[1] == "mean"

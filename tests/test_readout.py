@@ -66,7 +66,8 @@ def test_config_readout_is_used_and_the_argument_overrides_it():
     with torch.no_grad():
         frames = model(inputs, return_frame_logits=True).frame_logits
         assert torch.equal(model(inputs).logits, frames.amax(dim=1))
-        assert torch.equal(model(inputs, clip_pooling="mean").logits, model.classifier(model.dass(inputs).pooler_output))
+        pooled = model.classifier(model.dass(inputs).pooler_output)
+        assert torch.equal(model(inputs, clip_pooling="mean").logits, pooled)
         assert model(inputs, return_dict=False)[0].shape == (1, 5)
 
 

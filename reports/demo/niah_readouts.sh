@@ -30,10 +30,10 @@ common=(--models "dass_demo=$MODEL" --data_files "$DATA/niah_needles8.parquet" -
         --seed 0 --batch_size 8 --disable_tqdm)
 run() { OMP_NUM_THREADS=${THREADS:-1} $PY scripts/run_niah.py "${common[@]}" --output_dir "$OUT/$1" "${@:2}"; }
 # One folder per protocol, so that they can run side by side. As run for the report (a 2-core CPU shared with other
-# jobs): every length with the same 8 needles; white noise to 600 s only.
+# jobs): every length with the same 8 needles.
 run babble --noise "$DATA/noise/babble_test.wav" --snr_db 10 --haystack_level waveform \
     --lengths_seconds ${LENGTHS:-10 60 600 3600 9000} &
 run zeros --noise zeros --haystack_level features --lengths_seconds ${LENGTHS:-10 60 600 3600 9000} &
-run white --noise white --snr_db 10 --haystack_level waveform --lengths_seconds ${WHITE_LENGTHS:-10 60 600} &
+run white --noise white --snr_db 10 --haystack_level waveform --lengths_seconds ${LENGTHS:-10 60 600 3600 9000} &
 wait
 $PY reports/demo/readout_table.py "$OUT"/*/results.json --plot "$OUT/niah.png"

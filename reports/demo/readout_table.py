@@ -3,7 +3,8 @@
 (columns), the mean over the needle positions run at that length; `(n)` after a value when fewer positions ran.
 `--plot PNG` also draws all the records in one figure (`transformers_dass.niah_sweep.plot_results`).
 
-    python reports/demo/readout_table.py reports/demo/niah_readouts/*/results.json --plot reports/demo/niah_readouts/niah.png
+    python reports/demo/readout_table.py reports/demo/niah_readouts/*/results.json \
+        --plot reports/demo/niah_readouts/niah.png
 """
 
 from __future__ import annotations

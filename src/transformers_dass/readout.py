@@ -97,7 +97,11 @@ class Readouts:
 
 
 def read_out(
-    model, input_values: torch.Tensor, poolings: Sequence[str] = ("mean",), show_progress: bool = False, **forward_kwargs
+    model,
+    input_values: torch.Tensor,
+    poolings: Sequence[str] = ("mean",),
+    show_progress: bool = False,
+    **forward_kwargs,
 ) -> Readouts:
     """Frame scores and clip readouts of a `DassForAudioClassification` from one forward in inference mode.
 
@@ -114,7 +118,11 @@ def read_out(
     try:
         with torch.inference_mode():
             output = model(
-                input_values, return_frame_logits=True, clip_pooling="mean", show_progress=show_progress, **forward_kwargs
+                input_values,
+                return_frame_logits=True,
+                clip_pooling="mean",
+                show_progress=show_progress,
+                **forward_kwargs,
             )
     finally:
         model.train(was_training)

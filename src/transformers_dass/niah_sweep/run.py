@@ -156,7 +156,8 @@ def run_sweep(args: NiahArguments) -> list[dict]:
         encoder = LabelEncoder.from_csv(args.labels_csv, index_names=index_names)
     else:
         first = next(iter(models.values()))
-        encoder = LabelEncoder.from_config(AutoConfig.from_pretrained(first, cache_dir=args.cache_dir, token=args.token))
+        config = AutoConfig.from_pretrained(first, cache_dir=args.cache_dir, token=args.token)
+        encoder = LabelEncoder.from_config(config)
         encoder.index_names = index_names
     run = {
         "dataset": dataset_description(args),
