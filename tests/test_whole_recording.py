@@ -101,3 +101,25 @@ def test_hours_take_the_lean_path_with_a_progress_bar_where_a_terminal_is(conver
     classifier = pipeline("audio-classification", model=str(converted_tiny))
     classifier(np.zeros(70 * SR, dtype=np.float32) + 0.01 * np.random.default_rng(0).standard_normal(70 * SR).astype(np.float32))
     assert calls == [terminal]
+
+
+def test_ragged_masks_give_each_clip_its_own_answer_and_refuse_what_cannot_stack(converted_tiny):
+    model = DassForAudioClassification.from_pretrained(converted_tiny).eval()
+    extractor = DassFeatureExtractor(max_length=300)
+    rng = np.random.default_rng(1)
+    clips = [(0.1 * rng.standard_normal(int(seconds * SR))).astype(np.float32) for seconds in (1.0, 5.0, 3.3)]
+    batch = extractor(clips, sampling_rate=SR, return_tensors="pt")
+    labels = torch.tensor([[1.0] + [0.0] * 9] * 3)
+    with torch.no_grad():
+        together = model(**batch, labels=labels)
+        alone = torch.cat([model(**extractor(c, sampling_rate=SR, return_tensors="pt")).logits for c in clips])
+        padded_without_mask = model(batch["input_values"]).logits
+    torch.testing.assert_close(together.logits, alone, atol=1e-5, rtol=0)
+    assert (padded_without_mask - alone).abs().max() > 1e-3  # what the mask is for
+    torch.testing.assert_close(together.loss, torch.nn.functional.binary_cross_entropy_with_logits(alone, labels))
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        model(**batch, return_frame_logits=True)
+    with pytest.raises(ValueError, match="1s, then 0s"):
+        model(batch["input_values"], attention_mask=batch["attention_mask"].flip(1))
+    with pytest.raises(ValueError, match="DassModel cannot stack"):
+        model.dass(batch["input_values"], attention_mask=batch["attention_mask"])

@@ -469,6 +469,11 @@ class DassForAudioClassification(DassPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         clip_frames = _clip_frames(attention_mask, input_values.shape)
         if clip_frames is not None:
+            if output_hidden_states or return_frame_logits:
+                raise ValueError(
+                    "hidden states and frame_logits of a batch of clips of different lengths cannot be stacked; "
+                    "pass the clips one at a time (or drop attention_mask rows of padding) to get them."
+                )
             logits = self._logits_by_length(
                 input_values,
                 clip_frames,
@@ -477,11 +482,6 @@ class DassForAudioClassification(DassPreTrainedModel):
                 clip_pooling=clip_pooling,
                 **kwargs,
             )
-            if output_hidden_states or return_frame_logits:
-                raise ValueError(
-                    "hidden states and frame_logits of a batch of clips of different lengths cannot be stacked; "
-                    "pass the clips one at a time (or drop attention_mask rows of padding) to get them."
-                )
             loss = self.compute_loss(logits, labels) if labels is not None else None
             if not return_dict:
                 return (logits,) if loss is None else (loss, logits)
