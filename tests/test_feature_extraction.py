@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from transformers_dass.feature_extraction_dass import DassFeatureExtractor, kaldi_fbank
+from transformers_dass.feature_extraction_dass import DassFeatureExtractor, kaldi_fbank, num_frames
 
 from .conftest import require_fixture
 from .fbank_tolerance import assert_log_mel_close, centred
@@ -55,7 +55,7 @@ def features(extractor, audio, **kwargs) -> np.ndarray:
 def assert_features_close(got: np.ndarray, want: np.ndarray, wave: np.ndarray, what: str) -> None:
     """Normalised features (1024, bins) of one clip: frames from audio within float32 fbank rounding (see
     fbank_tolerance), padding rows equal up to one rounding of the normalised pad value (~0.47)."""
-    real = min(want.shape[0], kaldi_fbank(torch.from_numpy(wave)).shape[0])
+    real = min(want.shape[0], num_frames(len(wave)))
     assert_log_mel_close(got[:real], want[:real], centred(wave)[: (real - 1) * 160 + 400], scale=1 / (2 * STD), what=what)
     np.testing.assert_allclose(got[real:], want[real:], rtol=0, atol=4 * np.finfo(np.float32).eps)
 

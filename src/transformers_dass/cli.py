@@ -18,8 +18,9 @@ import json
 import logging
 import sys
 
-PACKAGE_LOGGER = "transformers_dass"
 from .readout import CLIP_POOLING_CHOICES
+
+PACKAGE_LOGGER = "transformers_dass"
 
 
 def _classify(args: argparse.Namespace) -> int:
