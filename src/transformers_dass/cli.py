@@ -1,13 +1,16 @@
 """`dass` command line: classify audio files, convert released checkpoints.
 
     dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json] [--clip-pooling {auto,mean,max}]
+                  [--dtype {auto,float32,bfloat16,int8}]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
+                  [--dtype {auto,float32,bfloat16,int8}]
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
 
 Exit status 0 when everything worked; 2 when an input file or the --model folder cannot be used: one
 `dass COMMAND: error: ...` line on stderr names it and what is wrong (`classify` still prints the results of the
-files it could read). Warnings, such as a truncated file, go to stderr as `dass COMMAND: warning: ...` lines.
+files it could read). Warnings, such as a truncated file, go to stderr as `dass COMMAND: warning: ...` lines, and
+so does the precision the model runs in (`dass COMMAND: dtype bfloat16: this CPU has AVX512-BF16`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import sys
 
+from .precision import DTYPE_CHOICES
 from .readout import CLIP_POOLING_CHOICES
 
 PACKAGE_LOGGER = "transformers_dass"
@@ -25,9 +29,7 @@ PACKAGE_LOGGER = "transformers_dass"
 
 def _classify(args: argparse.Namespace) -> int:
     """Classify every file, print the results of those that can be read; exit 2 if any could not."""
-    from .model_folder import load_model_and_extractor
-
-    model, extractor = load_model_and_extractor(_model_dir(args))
+    model, extractor = _load_model(args)
     if not 1 <= args.top_k <= model.config.num_labels:
         raise SystemExit(f"--top-k must be between 1 and {model.config.num_labels} (the model's labels), got {args.top_k}.")
     entries = []
@@ -106,6 +108,28 @@ def _model_dir(args: argparse.Namespace) -> str:
     return demo_model_path()
 
 
+def _load_model(args: argparse.Namespace):
+    """The --model folder's model in the --dtype precision (said on stderr, with why), and its feature extractor."""
+    from .model_folder import load_model_and_extractor
+    from .precision import apply_precision, resolve_dtype
+
+    model, extractor = load_model_and_extractor(_model_dir(args))
+    choice, reason = resolve_dtype(args.dtype)
+    print(f"dass {args.command}: dtype {reason}", file=sys.stderr)
+    return apply_precision(model.eval(), choice), extractor
+
+
+def _add_dtype_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="Precision on CPU. auto (default): bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX), "
+        "else float32; float32: as trained; bfloat16: faster with native support, scores within ~0.01; int8: the "
+        "linear layers dynamically quantised. Stderr says which was taken and why.",
+    )
+
+
 def _convert(args: argparse.Namespace) -> int:
     from .conversion import convert_checkpoint
 
@@ -121,7 +145,6 @@ def _convert(args: argparse.Namespace) -> int:
 def _timeline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .model_folder import load_model_and_extractor
     from .timeline import plot_timeline, segments, timeline_of_file, write_csv
 
     if not 0.0 <= args.threshold <= 1.0:
@@ -130,7 +153,7 @@ def _timeline(args: argparse.Namespace) -> int:
         raise SystemExit(f"--smoothing must be an odd number of steps >= 1 (1 = none), got {args.smoothing}.")
     if args.top_labels < 1:
         raise SystemExit(f"--top-labels must be >= 1, got {args.top_labels}.")
-    model, extractor = load_model_and_extractor(_model_dir(args))
+    model, extractor = _load_model(args)
     timeline = timeline_of_file(args.file, model, extractor, smoothing=args.smoothing)
     found = segments(timeline, args.threshold)
     stem = Path(args.file).stem
@@ -178,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "uses it; unless the config says otherwise, the mean up to the training length, 10.24 s, and the max "
         "beyond). The output names the readout used.",
     )
+    _add_dtype_option(classify)
     classify.set_defaults(handler=_classify)
 
     convert = commands.add_parser("convert", help="Convert a released .pth/.safetensors checkpoint to a model folder.")
@@ -197,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--csv", help="Segments CSV (start_s,end_s,label,score); default FILE_STEM.timeline.csv.")
     timeline.add_argument("--png", help="Plot (needs matplotlib); default FILE_STEM.timeline.png.")
     timeline.add_argument("--no-png", action="store_true", help="Write the CSV only.")
+    _add_dtype_option(timeline)
     timeline.set_defaults(handler=_timeline)
     from .webapp import add_demo_command  # `dass demo`: the web page and API, transformers_dass.webapp
 

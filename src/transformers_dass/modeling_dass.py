@@ -254,6 +254,12 @@ class DassPreTrainedModel(PreTrainedModel):
     input_modalities = ("audio",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["DassBlock"]
+    # Kept float32 when the model is loaded or cast in bf16/fp16 (precision.py; regexes on parameter names). The
+    # scan reads A_log, D and the dt bias in float32 anyway (its state is float32), and rounding them to bf16 would
+    # move every step size: softplus(dt + bias) with bias ~ -2..-7 is off by up to |bias| * 2^-9 ~ 1.4 % (exp of the
+    # bias error), three times bf16's own rounding, in all 4 directions of every block. The classifier (hidden x
+    # labels, ~0.4 M multiply-adds) stays float32 so that logits and scores are not rounded to bf16's 8 bits.
+    _keep_in_fp32_modules_strict = [r"\.A_log$", r"\.D$", r"\.dt_proj_bias$", r"^classifier\."]
 
     def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
         """`PreTrainedModel.save_pretrained`, writing this package's layout by default: a model read from the Hub
@@ -493,7 +499,7 @@ class DassForAudioClassification(DassPreTrainedModel):
             inference_mode=inference_mode,
             show_progress=show_progress,
         )
-        logits = self.classifier(outputs.pooler_output)
+        logits = self.classifier(outputs.pooler_output.to(self._head_dtype()))
         pooling = resolve_clip_pooling(
             self.config.clip_pooling if clip_pooling is None else clip_pooling,
             input_values.shape[1],
@@ -503,7 +509,7 @@ class DassForAudioClassification(DassPreTrainedModel):
         if return_frame_logits or pooling != "mean":
             # (B, C, F', T'): pool over frequency only, then the (linear) head at every time step, so that
             # the time average of frame_logits is the clip's logits.
-            frame_logits = self.classifier(outputs.last_hidden_state.mean(dim=2).transpose(1, 2))
+            frame_logits = self.classifier(outputs.last_hidden_state.mean(dim=2).transpose(1, 2).to(self._head_dtype()))
         if pooling != "mean":
             logits = pool_frame_logits(frame_logits, pooling)  # readout.py: the one place readouts are made
         loss = self.compute_loss(logits, labels) if labels is not None else None
@@ -516,6 +522,12 @@ class DassForAudioClassification(DassPreTrainedModel):
         return DassAudioClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, frame_logits=frame_logits
         )
+
+    def _head_dtype(self) -> torch.dtype:
+        """The classifier's dtype, which its input is cast to: float32 in a bf16 model (see
+        `_keep_in_fp32_modules_strict`), so that the logits come out in float32."""
+        weight = getattr(self.classifier, "weight", None)
+        return weight.dtype if isinstance(weight, torch.Tensor) else self.dass.layernorm.weight.dtype
 
     def _logits_by_length(self, input_values: torch.Tensor, clip_frames: torch.Tensor, **forward_kwargs) -> torch.Tensor:
         """(batch, num_labels) logits of clips of different lengths: each group of equal length runs alone on its

@@ -1,0 +1,190 @@
+"""Inference precision on CPU: which number format a DASS model runs in, and turning a float32 model into it.
+
+    choice, reason = resolve_dtype("auto")          # ("bfloat16", "bfloat16: this CPU has AVX512-BF16") or float32
+    model = apply_precision(model, choice)
+
+- "float32": the model as trained.
+- "bfloat16": parameters cast to bfloat16, so that linears, convolutions, norms and activations run in bf16 (oneDNN
+  uses AVX512-BF16 dot products or AMX tiles where the CPU has them); the selective scan keeps float32 state and
+  accumulation. A few parameters stay float32, for the reasons in `DassPreTrainedModel._keep_in_fp32_modules_strict`.
+  Without native bf16 instructions every bf16 operation is emulated through float32 and is slower than float32.
+- "int8": dynamic quantisation of the backbone's `nn.Linear` layers (weights int8 per output channel, activations
+  quantised per tensor at run time), the rest float32. The linears are ~90 % of DASS's multiply-adds.
+- "auto": bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX-BF16), float32 elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "int8")
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) under which its matrix products have no bf16 instructions.
+_ISA_CAPS_WITHOUT_BF16 = ("sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni")
+
+__all__ = ["DTYPE_CHOICES", "CpuCapabilities", "apply_precision", "cpu_capabilities", "resolve_dtype"]
+
+
+@dataclass(frozen=True)
+class CpuCapabilities:
+    """What this CPU (and the torch build) can do for bf16 matrix products."""
+
+    avx512_bf16: bool = False
+    amx_bf16: bool = False
+    onednn: bool = True
+    isa_cap: str | None = None  # ONEDNN_MAX_CPU_ISA when it is set
+
+    def native_bf16(self) -> str | None:
+        """Name of the native bf16 unit oneDNN will use, or None when bf16 would be emulated."""
+        if not self.onednn:
+            return None
+        if self.isa_cap and self.isa_cap.lower() in _ISA_CAPS_WITHOUT_BF16:
+            return None
+        if self.amx_bf16:
+            return "AMX-BF16"
+        if self.avx512_bf16:
+            return "AVX512-BF16"
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_capabilities() -> CpuCapabilities:
+    """This machine's capabilities, as torch's CPU feature detection (cpuinfo, the same that oneDNN relies on)
+    reports them, with /proc/cpuinfo flags as a fallback where torch lacks the private query."""
+    avx512_bf16 = _torch_cpu_flag("_is_avx512_bf16_supported", "avx512_bf16")
+    # AMX needs its tile unit (and the OS's permission, which torch's check requests) and the bf16 extension.
+    amx_bf16 = _torch_cpu_flag("_is_amx_tile_supported", "amx_tile") and "amx_bf16" in _proc_cpu_flags()
+    isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return CpuCapabilities(avx512_bf16, amx_bf16, torch.backends.mkldnn.is_available(), isa_cap)
+
+
+def _torch_cpu_flag(query: str, proc_flag: str) -> bool:
+    check = getattr(torch.cpu, query, None)
+    if check is not None:
+        try:
+            return bool(check())
+        except RuntimeError:
+            pass
+    return proc_flag in _proc_cpu_flags()
+
+
+@functools.lru_cache(maxsize=None)
+def _proc_cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def resolve_dtype(
+    choice: str, device: torch.device | str = "cpu", capabilities: CpuCapabilities | None = None
+) -> tuple[str, str]:
+    """The concrete precision for `choice` (one of `DTYPE_CHOICES`) and a one-line reason, e.g.
+    `("bfloat16", "bfloat16: this CPU has AVX512-BF16")`.
+
+    "auto" takes bfloat16 only where the CPU computes it natively (see `CpuCapabilities.native_bf16`), since
+    emulated bf16 is slower than float32; on a CUDA device it takes bfloat16 where the GPU supports it. An explicit
+    choice is returned as it is, its reason naming what it costs where bf16 is emulated. `capabilities` replaces
+    this machine's detection (for tests).
+    """
+    if choice not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {choice!r}.")
+    device = torch.device(device)
+    if device.type == "cuda":
+        if choice == "int8":
+            raise ValueError("int8 (dynamic quantisation) runs on CPU only; use --dtype bfloat16 or float32 on a GPU.")
+        if choice == "auto":
+            native = torch.cuda.is_bf16_supported()
+            return ("bfloat16", "bfloat16: this GPU supports it") if native else ("float32", "float32: this GPU has no bf16")
+        return choice, f"{choice}: requested"
+    unit = (capabilities or cpu_capabilities()).native_bf16()
+    if choice == "auto":
+        if unit is not None:
+            return "bfloat16", f"bfloat16: this CPU has {unit}"
+        return "float32", "float32: this CPU has no native bf16 (no AVX512-BF16/AMX, or oneDNN capped below it)"
+    if choice == "bfloat16":
+        if unit is not None:
+            return "bfloat16", f"bfloat16: requested; this CPU has {unit}"
+        return "bfloat16", "bfloat16: requested; this CPU has no native bf16, so it is emulated (slower than float32)"
+    if choice == "int8":
+        return "int8", "int8: requested; dynamic quantisation of the linear layers"
+    return "float32", "float32: requested"
+
+
+def apply_precision(model: nn.Module, choice: str) -> nn.Module:
+    """`model` (a float32 DASS model) in the precision `choice` ("float32", "bfloat16" or "int8"; resolve "auto"
+    first with `resolve_dtype`). float32 returns it unchanged; bfloat16 casts it in place; int8 returns a copy whose
+    backbone linears are dynamically quantised. Put the model in eval mode first: these are inference formats.
+
+    The forward still takes the float32 `input_values` of the feature extractor (it casts them to its parameters'
+    dtype) and, the classification head staying float32, returns float32 logits.
+    """
+    if choice == "auto":
+        raise ValueError("resolve 'auto' with resolve_dtype() first; apply_precision takes a concrete dtype.")
+    if choice not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {DTYPE_CHOICES[1:]}, got {choice!r}.")
+    if choice == "float32":
+        return model
+    if choice == "bfloat16":
+        return _cast_keeping_float32(model, torch.bfloat16)
+    return _quantize_linears_int8(model)
+
+
+def _keeps_float32(model: nn.Module, name: str) -> bool:
+    """Whether parameter `name` is one of the model's `_keep_in_fp32_modules_strict` (matched as transformers
+    matches them when loading with `from_pretrained(..., dtype=torch.bfloat16)`)."""
+    patterns = getattr(model, "_keep_in_fp32_modules_strict", None) or ()
+    return any(re.search(pattern, name) for pattern in patterns)
+
+
+def _cast_keeping_float32(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast floating-point parameters and buffers to `dtype`, except those the model keeps in float32: the same
+    parameters in the same formats as `from_pretrained(..., dtype=dtype)`."""
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if tensor.is_floating_point() and not _keeps_float32(model, name):
+            tensor.data = tensor.data.to(dtype)
+    return model
+
+
+def _quantize_linears_int8(model: nn.Module) -> nn.Module:
+    """A copy of `model` with the `nn.Linear` layers of its backbone dynamically quantised to int8.
+
+    Route: `torch.ao.quantization.quantize_dynamic`, still shipped (and working) in torch 2.13 though marked
+    deprecated in favour of torchao's `quantize_`. It needs no extra package and runs fbgemm's / oneDNN's int8
+    kernels (VNNI where the CPU has it). Weights per output channel (per-channel scales keep a few large rows from
+    costing the others their resolution), activations per tensor, computed at run time. The classifier (tiny: one
+    row per clip) stays float32 for float32 logits.
+    """
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError as error:  # a torch without eager-mode quantisation
+        raise RuntimeError(
+            f"--dtype int8 needs torch.ao.quantization.quantize_dynamic, missing from torch {torch.__version__}: {error}. "
+            "Use --dtype bfloat16 or float32."
+        ) from error
+    engines = torch.backends.quantized.supported_engines
+    engine = "fbgemm" if "fbgemm" in engines else "onednn" if "onednn" in engines else None
+    if engine is None:
+        raise RuntimeError(f"this torch build has no int8 CPU engine (supported: {engines}); use --dtype bfloat16 or float32.")
+    torch.backends.quantized.engine = engine
+    backbone_linears = {
+        name: per_channel_dynamic_qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not _keeps_float32(model, name + ".weight")
+    }
+    with warnings.catch_warnings():
+        # torch 2.13 announces the move of eager quantisation to torchao on every call; the API still works.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao")
+        warnings.filterwarnings("ignore", message=r".*quantize_per_(tensor|channel).*deprecated")
+        return quantize_dynamic(model, backbone_linears, dtype=torch.qint8, inplace=False)
