@@ -17,11 +17,11 @@ Cases (each in its own subprocess, so that its peak RSS, which includes ~0.3 GB 
               cnn14 (panns_inference's Cnn14 at 32 kHz, fed the waveform: its STFT + log-mel front-end is inside
               the timed forward, unlike the others, which take features), small, medium (DASS, compiled CPU scan
               when built, otherwise the reference scan, named in the note column).
-  precisions  fp32; bf16 (weights and inputs cast to bfloat16); bf16-autocast (fp32 weights under
-              torch.autocast("cpu", bfloat16)); int8 (dynamic quantisation of the linears, activations quantised
-              per call); onnx (DASS only: fp32 graph from transformers_dass.onnx_export run by ONNX Runtime with
+  precisions  fp32; bf16 (parameters and inputs cast to bfloat16; DASS keeps its scan parameters and head in
+              fp32); bf16-autocast (fp32 weights under torch.autocast("cpu", bfloat16)); int8 (dynamic
+              quantisation of the linears: int8 weights, activations quantised per call); onnx (DASS only: fp32 graph from transformers_dass.onnx_export run by ONNX Runtime with
               intra-op threads = --threads, exported once per model in its own process before its cases).
-              DASS variants go through transformers_dass.precision.apply_precision when that module exists.
+              bf16 and int8 are transformers_dass.precision.apply_precision's formats, for every model.
   lengths     --seconds of audio: 10 s = 1024 frames (AST's input; both feature extractors pad 10 s to it),
               otherwise the kaldi frame count of that many seconds at 16 kHz (60 s = 5998 frames); CNN14 gets
               seconds x 32000 samples. Random weights and inputs: speed does not depend on them.
@@ -70,8 +70,8 @@ ISA_FLAGS = (
 )  # fmt: skip
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 INSTALL_HINT = 'pip install "transformers-dass[bench]"'
-# DASS precision names of this script -> choices of transformers_dass.precision (when it exists).
-LIBRARY_PRECISION = {"fp32": "float32", "bf16": "bfloat16", "bf16-autocast": "autocast-bfloat16", "int8": "int8"}
+# Precision names of this script -> choices of transformers_dass.precision.apply_precision.
+LIBRARY_PRECISION = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}
 AST_MAX_MEMORY_FRACTION = 0.8  # of MemAvailable: what an AST case may be estimated to need before it is skipped
 ASSUMED_FLOPS_PER_THREAD = 200e9  # AST's time estimate before it is measured: 2x what a Zen 5 core reached in fp32
 CNN14_SAMPLE_RATE = 32000
@@ -195,20 +195,16 @@ def load_cnn14_class() -> type:
         raise Unavailable(f"panns_inference.models needs {error.name}: {INSTALL_HINT}") from error
 
 
-def apply_precision(model: torch.nn.Module, precision: str, is_dass: bool) -> torch.nn.Module:
-    """The one place where a case's precision is applied to its fp32 model (bf16-autocast is applied around the
-    call instead). DASS goes through the library's own choice when transformers_dass.precision exists."""
-    if is_dass and importlib.util.find_spec("transformers_dass.precision") is not None:
-        from transformers_dass.precision import apply_precision as library_apply
+def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """The one place where a case's precision is applied to its fp32 model: every model gets the library's recipe
+    (transformers_dass.precision: bf16 casts parameters, keeping those a DASS model lists in fp32; int8 quantises
+    the linears dynamically, int8 weights with per-channel scales). bf16-autocast leaves the model in fp32 and is
+    applied around the call."""
+    if precision == "bf16-autocast":
+        return model
+    from transformers_dass.precision import apply_precision as library_apply
 
-        return library_apply(model, LIBRARY_PRECISION[precision])
-    if precision == "bf16":
-        return model.to(torch.bfloat16)
-    if precision == "int8":
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return model
+    return library_apply(model, LIBRARY_PRECISION[precision])
 
 
 def make_inputs(model: str, case_frames: int, seconds: float, batch: int) -> torch.Tensor:
@@ -274,7 +270,7 @@ def run_case(spec: dict) -> dict:
         is_dass = model_name in ("small", "medium")
         if is_dass:
             note = dass_note(model, inputs)
-        model = apply_precision(model, precision, is_dass)
+        model = apply_precision(model, precision)
         if precision == "bf16" and not is_dass:
             inputs = inputs.to(torch.bfloat16)  # DASS casts its input to its weights' dtype itself
         call = torch_call(model, inputs, autocast=precision == "bf16-autocast")
