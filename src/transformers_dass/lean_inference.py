@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused_linear import linear
 from .ops import cross_selective_scan_inplace
 from .ops.inplace import scratch
 
@@ -122,7 +123,7 @@ def _ss2d_input(block: DassBlock, hidden: torch.Tensor, buffers: dict | None = N
     batch, height, width, _ = hidden.shape
 
     def projected(start: int, stop: int) -> torch.Tensor:
-        return _channels_first(mixer.in_proj(block.layernorm_before(hidden[:, :, start:stop])))
+        return _channels_first(linear(mixer.in_proj, block.layernorm_before(hidden[:, :, start:stop])))
 
     out = scratch(buffers, "ss2d", (batch, height, width, mixer.inner_dim), hidden.dtype, hidden.device)
     for start, stop in _spans(width, _columns_per_chunk(batch, height)):
@@ -148,7 +149,7 @@ def block_(block: DassBlock, hidden: torch.Tensor, buffers: dict | None = None) 
         position_chunk=POSITION_CHUNK,
         buffers=buffers,
     )
-    _add_positionwise_(hidden, scanned, lambda rows: mixer.out_proj(mixer.out_norm(rows)))
+    _add_positionwise_(hidden, scanned, lambda rows: linear(mixer.out_proj, mixer.out_norm(rows)))
     del scanned
     if block.has_mlp:
         _add_positionwise_(hidden, hidden, lambda rows: block.mlp(block.layernorm_after(rows)))

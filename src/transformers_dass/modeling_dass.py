@@ -27,6 +27,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from .configuration_dass import INFERENCE_MODES, DassConfig
+from .fused_linear import linear
 from .hub_layout import register_hub_layout
 from .lean_inference import lean_forward
 from .ops import cross_selective_scan
@@ -187,7 +188,7 @@ class DassSS2D(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(B, H, W, dim) -> (B, H, W, dim)."""
-        features = channels_first(self.in_proj(hidden_states))
+        features = channels_first(linear(self.in_proj, hidden_states))
         features = self.act(self.conv2d(features))
         scanned = cross_selective_scan(
             features,
@@ -199,7 +200,7 @@ class DassSS2D(nn.Module):
             backend=self.scan_backend,
         )
         scanned = self.out_norm(channels_last(scanned).type_as(features))
-        return self.out_proj(scanned)
+        return linear(self.out_proj, scanned)
 
 
 class DassMLP(nn.Module):
@@ -208,10 +209,15 @@ class DassMLP(nn.Module):
         hidden = int(dim * config.mlp_ratio)
         self.fc1 = nn.Linear(dim, hidden)
         self.act = ACT2FN[config.hidden_act]
+        self.fused_activation = "gelu" if config.hidden_act == "gelu" else None  # fused_linear.py: GELU in fc1
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(hidden_states)))
+        if self.fused_activation is not None:
+            hidden_states = linear(self.fc1, hidden_states, self.fused_activation)
+        else:
+            hidden_states = self.act(self.fc1(hidden_states))
+        return linear(self.fc2, hidden_states)
 
 
 class DassBlock(GradientCheckpointingLayer):

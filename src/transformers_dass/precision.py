@@ -185,6 +185,6 @@ def _quantize_linears_int8(model: nn.Module) -> nn.Module:
     }
     with warnings.catch_warnings():
         # torch 2.13 announces the move of eager quantisation to torchao on every call; the API still works.
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao")
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
         warnings.filterwarnings("ignore", message=r".*quantize_per_(tensor|channel).*deprecated")
         return quantize_dynamic(model, backbone_linears, dtype=torch.qint8, inplace=False)
