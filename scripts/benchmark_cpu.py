@@ -19,8 +19,9 @@ Cases (each in its own subprocess, so that its peak RSS, which includes ~0.3 GB 
               when built, otherwise the reference scan, named in the note column).
   precisions  fp32; bf16 (parameters and inputs cast to bfloat16; DASS keeps its scan parameters and head in
               fp32); bf16-autocast (fp32 weights under torch.autocast("cpu", bfloat16)); int8 (dynamic
-              quantisation of the linears: int8 weights, activations quantised per call); onnx (DASS only: fp32 graph from transformers_dass.onnx_export run by ONNX Runtime with
-              intra-op threads = --threads, exported once per model in its own process before its cases).
+              quantisation of the linears: int8 weights, activations quantised per call); onnx (DASS only:
+              fp32 graph from transformers_dass.onnx_export run by ONNX Runtime with intra-op threads =
+              --threads, exported once per model in its own process before its cases).
               bf16 and int8 are transformers_dass.precision.apply_precision's formats, for every model.
   lengths     --seconds of audio: 10 s = 1024 frames (AST's input; both feature extractors pad 10 s to it),
               otherwise the kaldi frame count of that many seconds at 16 kHz (60 s = 5998 frames); CNN14 gets
@@ -340,7 +341,9 @@ def ast_estimate(frames: int, batch: int, tiny: bool = False) -> dict:
     return {"tokens": tokens, "flops": flops, "memory": activations + 86e6 * 4, "eager_scores": eager_scores}
 
 
-def ast_skip_reason(frames: int, batch: int, threads: int, rate: float | None, max_seconds: float, tiny: bool) -> str | None:
+def ast_skip_reason(
+    frames: int, batch: int, threads: int, rate: float | None, max_seconds: float, tiny: bool
+) -> str | None:
     """Why AST is not run at this size, or None. Rule: skip when the estimated memory exceeds 80 % of MemAvailable,
     or when the estimated time exceeds max_seconds: flops / the fp32 rate AST reached earlier in this run, or,
     before any AST measurement, ASSUMED_FLOPS_PER_THREAD (above what CPUs reach in fp32: the time is a lower bound)."""
@@ -348,8 +351,11 @@ def ast_skip_reason(frames: int, batch: int, threads: int, rate: float | None, m
     available = available_memory_bytes()
     if available is not None and estimate["memory"] > AST_MAX_MEMORY_FRACTION * available:
         return f"needs ~{estimate['memory'] / 1e9:.0f} GB, {available / 1e9:.0f} GB available"
-    source = "this run's AST fp32 rate" if rate is not None else f"an assumed {ASSUMED_FLOPS_PER_THREAD / 1e9:g} GFLOP/s per thread"
-    rate = rate if rate is not None else ASSUMED_FLOPS_PER_THREAD * threads
+    if rate is None:
+        source = f"an assumed {ASSUMED_FLOPS_PER_THREAD / 1e9:g} GFLOP/s per thread"
+        rate = ASSUMED_FLOPS_PER_THREAD * threads
+    else:
+        source = "this run's AST fp32 rate"
     seconds = estimate["flops"] / rate
     if seconds > max_seconds:
         return (
@@ -405,7 +411,8 @@ def plan(args: argparse.Namespace) -> list[Case]:
                     for precision in PRECISIONS:
                         if precision in wanted and precision in SUPPORTED[model]:
                             cases.append(Case(model, precision, seconds, batch, threads))
-    cases.sort(key=lambda case: (case.threads, case.seconds, case.batch, (case.model, case.precision) != ("ast", "fp32")))
+    baseline_first = lambda case: (case.model, case.precision) != ("ast", "fp32")  # noqa: E731
+    cases.sort(key=lambda case: (case.threads, case.seconds, case.batch, baseline_first(case)))
     return cases
 
 
@@ -535,7 +542,7 @@ def goals_report(rows: list[dict], flags: set[str], threads: int) -> list[str]:
         "ast and small in fp32 at 10 s batch 8",
     ))  # fmt: skip
     bf16_cpu = any(flag in flags for flag in BF16_FLAGS)
-    scope = "" if bf16_cpu else " [this CPU has no AVX512-BF16/AMX: the goal does not apply here; ratio for information]"
+    scope = "" if bf16_cpu else " [no AVX512-BF16/AMX on this CPU: the goal does not apply here; ratio for information]"
     small_best = find(rows, "small", PRECISIONS, 10, 1, threads)
     lines.append(goal_line(
         f"2a bf16 CPU: DASS-small (best precision) in at most 1/25 of AST fp32's time{scope}", 25, small_best,
@@ -581,7 +588,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for AST, fp32 for CNN14.",
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="Audio lengths (600: see above).")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="Batch sizes at 10 s and shorter; longer inputs run at batch 1.")
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[1, 8], help="Batch sizes up to 10 s; longer inputs run at batch 1."
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
     parser.add_argument("--repeats", type=int, default=5, help="Most timed forwards per case (after one warm-up).")
     parser.add_argument("--budget", type=float, default=10.0, help="Seconds of timed forwards per case, about.")

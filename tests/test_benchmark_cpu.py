@@ -169,7 +169,10 @@ def test_a_case_runs_in_its_own_process_and_reports_json():
 def test_missing_packages_make_rows_that_name_the_install(monkeypatch, tmp_path):
     real_find_spec = importlib.util.find_spec
     hidden = {"onnxruntime", "panns_inference"}
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in hidden else real_find_spec(name, *a))
+    def find_spec(name, *rest):
+        return None if name in hidden else real_find_spec(name, *rest)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     monkeypatch.delitem(sys.modules, "panns_inference", raising=False)
     with pytest.raises(bench.Unavailable, match=r"transformers-dass\[bench\]"):
         bench.load_cnn14_class()
