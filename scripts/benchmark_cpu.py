@@ -297,6 +297,9 @@ def export_onnx_model(spec: dict) -> dict:
         raise Unavailable("this install has no transformers_dass.onnx_export")
     from transformers_dass.onnx_export import export_onnx
 
+    for package in ("onnx", "onnxscript"):  # what torch.onnx.export(dynamo=True) writes through
+        if importlib.util.find_spec(package) is None:
+            raise Unavailable(f"{package} is not installed: {INSTALL_HINT}")
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     model = build_model(spec["model"], 1024, spec["tiny"])
