@@ -22,6 +22,7 @@ How the bounds are derived (forward error analysis, Higham ch. 2-3, in its proba
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 
@@ -222,3 +223,20 @@ def test_int8_quantises_the_backbone_linears_only_and_leaves_the_original_alone(
     kinds = {type(m) for n, m in quantized.named_modules() if n.endswith(("in_proj", "out_proj", "fc1", "fc2"))}
     assert kinds == {torch.ao.nn.quantized.dynamic.Linear}
     assert isinstance(quantized.classifier, torch.nn.Linear) and type(model.dass.stages[0].blocks[0].mlp.fc1) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("dtype", ["auto", "bfloat16", "int8"])
+def test_cli_says_which_dtype_it_took_and_scores_with_that_model(dtype, capsys):
+    from transformers_dass.audio_io import load_audio
+    from transformers_dass.cli import classify_waveform, main
+    from transformers_dass.model_folder import load_model_and_extractor
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "seven_in_babble.wav")
+    assert main(["classify", path, "--top-k", "3", "--json", "--dtype", dtype]) == 0
+    captured = capsys.readouterr()
+    choice, reason = resolve_dtype(dtype)
+    assert captured.err == f"dass classify: dtype {reason}\n"
+    model, extractor = load_model_and_extractor(demo_model_path())
+    model = apply_precision(model.eval(), choice)
+    expected = classify_waveform(model, extractor, load_audio(path, sampling_rate=16000), top_k=3)
+    assert json.loads(captured.out) == expected

@@ -98,7 +98,7 @@ def wav(tmp_path):
 def test_cli_timeline_writes_csv_and_png(tmp_path, model_dir, wav, capsys):
     csv_path, png_path = tmp_path / "out.csv", tmp_path / "out.png"
     code = main(["timeline", str(wav), "--model", str(model_dir), "--threshold", "0", "--csv", str(csv_path),
-                 "--png", str(png_path), "--top-labels", "3"])  # fmt: skip
+                 "--dtype", "float32", "--png", str(png_path), "--top-labels", "3"])  # fmt: skip
     assert code == 0
     with open(csv_path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
