@@ -4,7 +4,8 @@
     OMP_WAIT_POLICY=PASSIVE python scripts/benchmark_precision.py [--threads 2] [--batch 1 8] [--repeats 3]
 
 Precisions: float32; bfloat16 with the weights cast (`precision.apply_precision`, as `--dtype bfloat16`);
-float32 weights under `torch.autocast("cpu", torch.bfloat16)`; int8 dynamic quantisation of the linears
+float32 weights under `torch.autocast("cpu", torch.bfloat16)`; float32-aten: DASS float32 with its linears through
+ATen rather than oneDNN (`fused_linear.py`), for comparison; int8 dynamic quantisation of the linears
 (`apply_precision(..., "int8")`; for AST all of its linears). 10 s inputs (1024 frames x 128 mel bins), random
 weights (speed does not depend on them). Prints the median wall time and process CPU time (user + system, less
 disturbed than wall time when other jobs share the cores) per forward, and ratios against AST float32 and against
@@ -29,10 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import cpu_name  # noqa: E402
 
-from transformers_dass import DassConfig, DassForAudioClassification  # noqa: E402
+from transformers_dass import DassConfig, DassForAudioClassification, fused_linear  # noqa: E402
 from transformers_dass.precision import apply_precision, resolve_dtype  # noqa: E402
 
-PRECISIONS = ("float32", "bfloat16", "bf16-autocast", "int8")
+PRECISIONS = ("float32", "bfloat16", "bf16-autocast", "int8", "float32-aten")
 
 
 def cpu_seconds() -> float:
@@ -48,8 +49,21 @@ def build(name: str):
     return DassForAudioClassification(DassConfig.small()).eval()
 
 
+@contextlib.contextmanager
+def aten_linears():
+    """DASS's block linears through ATen (MKL sgemm for float32) instead of oneDNN: the state before fused_linear.py."""
+    original = fused_linear._takes_onednn
+    fused_linear._takes_onednn = lambda *args: False
+    try:
+        yield
+    finally:
+        fused_linear._takes_onednn = original
+
+
 def variant(model, precision: str):
     """(model in `precision`, context manager to run it in)."""
+    if precision == "float32-aten":
+        return model, aten_linears
     if precision == "bf16-autocast":
         return model, lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     concrete = {"float32": "float32", "bfloat16": "bfloat16", "int8": "int8"}[precision]
@@ -68,7 +82,13 @@ def main() -> int:
     parser.add_argument("--batch", type=int, nargs="+", default=[1])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["dass-small", "ast"], choices=["dass-small", "ast"])
-    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=list(PRECISIONS[:4]),
+        choices=PRECISIONS,
+        help="float32-aten: DASS float32 with its linears through ATen instead of oneDNN (for comparison)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -78,7 +98,8 @@ def main() -> int:
     for name in args.models:
         base = build(name)
         for precision in args.precisions:
-            cases[(name, precision)] = variant(base, precision)
+            if not (precision == "float32-aten" and name == "ast"):
+                cases[(name, precision)] = variant(base, precision)
     results = {}
     for batch in args.batch:
         inputs = torch.randn(batch, 1024, 128)
