@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 
 import pytest
 import torch
@@ -35,6 +34,7 @@ from transformers_dass.demo_model import demo_model_path
 from transformers_dass.precision import (
     DTYPE_CHOICES,
     CpuCapabilities,
+    _keeps_float32,
     apply_precision,
     cpu_capabilities,
     resolve_dtype,
@@ -133,8 +133,7 @@ def _first_order_bound(model, input_values, perturbation, labels) -> torch.Tenso
 
 
 def _bf16_rounding(model, input_values, run):
-    kept = model._keep_in_fp32_modules_strict
-    cast = [p for n, p in model.named_parameters() if not any(re.search(k, n) for k in kept)]
+    cast = [p for n, p in model.named_parameters() if not _keeps_float32(model, n)]
     with _RecordOutputs() as recorder:
         logits = model(input_values).logits
     run["outputs"] = recorder.outputs

@@ -151,10 +151,10 @@ def apply_precision(model: nn.Module, choice: str) -> nn.Module:
 
 
 def _keeps_float32(model: nn.Module, name: str) -> bool:
-    """Whether parameter `name` is one of the model's `_keep_in_fp32_modules_strict` (matched as transformers
-    matches them when loading with `from_pretrained(..., dtype=torch.bfloat16)`)."""
-    patterns = getattr(model, "_keep_in_fp32_modules_strict", None) or ()
-    return any(re.search(pattern, name) for pattern in patterns)
+    """Whether parameter `name` belongs to one of the model's `_keep_in_fp32_modules_strict` (a module or parameter
+    name, as a whole component of the dotted name)."""
+    names = getattr(model, "_keep_in_fp32_modules_strict", None) or ()
+    return any(re.search(rf"(?:^|\.){re.escape(kept)}(?:\.|$)", name) for kept in names)
 
 
 def _cast_keeping_float32(model: nn.Module, dtype: torch.dtype) -> nn.Module:
