@@ -30,6 +30,7 @@ __all__ = [
     "Readouts",
     "check_clip_pooling",
     "choose_clip_pooling",
+    "label_scores",
     "pool_frame_logits",
     "read_out",
     "resolve_clip_pooling",
@@ -81,6 +82,14 @@ def pool_frame_logits(frame_logits: torch.Tensor, pooling: str) -> torch.Tensor:
     if pooling == "max":
         return frame_logits.amax(dim=1)
     return frame_logits.mean(dim=1)
+
+
+def label_scores(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """Clip scores `dass classify` reports from clip logits (..., num_labels): the sigmoid for a multi-label
+    model, the logits themselves for regression, the softmax otherwise (single-label, or no problem_type)."""
+    if problem_type == "regression":
+        return logits
+    return logits.sigmoid() if problem_type == "multi_label_classification" else logits.softmax(-1)
 
 
 @dataclass

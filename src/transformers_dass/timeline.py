@@ -31,6 +31,7 @@ __all__ = [
     "smooth",
     "strongest_labels",
     "timeline_of_file",
+    "timeline_of_frame_logits",
     "write_csv",
 ]
 
@@ -93,18 +94,40 @@ def frame_scores(
         frame_shift: seconds between input frames (10 ms for `DassFeatureExtractor`).
         show_progress: progress bar over the layers on the lean path; None: when stderr is a terminal.
     """
-    problem = model.config.problem_type
-    if problem == "regression":
-        raise ValueError("a timeline needs a classification model; this one has problem_type='regression'")
+    check_timeline_model(model)
     if input_values.ndim == 2:
         input_values = input_values.unsqueeze(0)
     if input_values.ndim != 3 or input_values.shape[0] != 1:
         raise ValueError(f"frame_scores takes one recording, (frames, mel bins); got shape {tuple(input_values.shape)}")
     show = sys.stderr.isatty() if show_progress is None else show_progress
-    logits = read_out(model, input_values, poolings=(), show_progress=show).frame_logits[0].float()
-    probabilities = logits.softmax(-1) if problem == "single_label_classification" else logits.sigmoid()
+    logits = read_out(model, input_values, poolings=(), show_progress=show).frame_logits[0]
+    return timeline_of_frame_logits(model, logits, input_values.shape[1], smoothing, frame_shift)
+
+
+def check_timeline_model(model) -> None:
+    """Refuse a regression model: a timeline needs label probabilities."""
+    if model.config.problem_type == "regression":
+        raise ValueError("a timeline needs a classification model; this one has problem_type='regression'")
+
+
+def timeline_of_frame_logits(
+    model, frame_logits: torch.Tensor, num_frames: int, smoothing: int = 1, frame_shift: float = 0.01
+) -> Timeline:
+    """The `Timeline` of one recording from its frame scores.
+
+    Args:
+        model: the `DassForAudioClassification` that computed them (its labels, problem type and time strides).
+        frame_logits: (time_steps, num_labels) logits of a forward on the recording's `num_frames` unpadded
+            input frames.
+        smoothing: odd moving-average window in steps (1: none).
+        frame_shift: seconds between input frames.
+    """
+    check_timeline_model(model)
+    logits = frame_logits.detach().float().cpu()
+    single_label = model.config.problem_type == "single_label_classification"
+    probabilities = logits.softmax(-1) if single_label else logits.sigmoid()
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    times = model.frame_step_times(input_values.shape[1], frame_shift).numpy()
+    times = model.frame_step_times(num_frames, frame_shift).numpy()
     return Timeline(times=times, scores=smooth(probabilities.numpy(), smoothing), labels=labels)
 
 
