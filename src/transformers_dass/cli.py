@@ -271,7 +271,10 @@ def _add_tag_command(commands) -> None:
     tag.add_argument("--segments", action="store_true", help="Also the (start, end, label, score) segments of `dass timeline`.")
     tag.add_argument("--threshold", type=float, default=0.5, help="Segments: score from which a step counts (default 0.5).")
     tag.add_argument("--smoothing", type=int, default=1, help="Segments: moving average over N steps, N odd (default 1).")
-    tag.add_argument("--batch-size", type=int, default=8, help="Clips per forward; only clips of one length are batched (default 8).")
+    tag.add_argument(
+        "--batch-size", type=int, default=None,
+        help="Clips per forward; only clips of one length are batched (default: 8 on a GPU, 1 on the CPU).",
+    )  # fmt: skip
     tag.add_argument(
         "--num-workers", type=int, default=None,
         help="Processes decoding and computing features (0: none); default: cores per process minus one, at most 8.",

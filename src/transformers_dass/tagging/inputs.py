@@ -63,6 +63,7 @@ def discover_inputs(
     split: str = "train",
     audio_column: str = "audio",
     id_column: str | None = None,
+    warn: bool = True,
 ) -> InputList:
     """Every input of a run, in a fixed order.
 
@@ -71,6 +72,7 @@ def discover_inputs(
             with a `manifest_column` of paths, relative ones resolved against the manifest's folder).
         dataset: a Hugging Face dataset (Hub id, `save_to_disk` folder, or parquet file/glob); its `split` is
             tagged row by row from `audio_column`, each row's id its `id_column` value or `split/row`.
+        warn: log the non-audio files left out of folders and the repeated inputs (one process of a run does).
 
     Raises:
         FileNotFoundError: an input (not a manifest row) does not exist.
@@ -99,13 +101,13 @@ def discover_inputs(
             "nothing to tag: give audio files, folders with audio files, a manifest (.csv/.jsonl with a "
             f"'{manifest_column}' column) or --dataset"
         )
-    if skipped:
+    if skipped and warn:
         examples = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         logger.warning(
             f"{len(skipped)} file(s) in the input folders are not audio by their extension and are not tagged ({examples}); "
             "name them as inputs, or in a manifest, to tag them anyway"
         )
-    return InputList(items=_unique(items), dataset=table, audio_column=audio_column, skipped_in_folders=skipped)
+    return InputList(items=_unique(items, warn), dataset=table, audio_column=audio_column, skipped_in_folders=skipped)
 
 
 def _folder_files(folder: Path) -> tuple[list[str], list[str]]:
@@ -207,7 +209,7 @@ def _audio_paths(table, audio_column: str) -> list[str | None]:
     return [None] * len(table)
 
 
-def _unique(items: list[TagInput]) -> list[TagInput]:
+def _unique(items: list[TagInput], warn: bool = True) -> list[TagInput]:
     """`items` without repeated ids (a file named twice, or in a folder and a manifest): the first is kept."""
     seen: set[str] = set()
     unique = []
@@ -215,6 +217,6 @@ def _unique(items: list[TagInput]) -> list[TagInput]:
         if item.id not in seen:
             seen.add(item.id)
             unique.append(item)
-    if len(unique) < len(items):
+    if len(unique) < len(items) and warn:
         logger.warning(f"{len(items) - len(unique)} input(s) were given more than once and are tagged once")
     return unique

@@ -76,7 +76,7 @@ class TagSummary:
         where = f" -> {self.output}" if self.output else ""
         text = (
             f"{self.files} files, {self.audio_seconds / 3600:.3f} h of audio, {self.failed} failed{where}. "
-            f"This run tagged {self.tagged_now} files ({self.audio_seconds_now / 3600:.3f} h) in {self.seconds:.1f} s: "
+            f"This run tagged {self.tagged_now} files ({self.audio_seconds_now / 3600:.3f} h) in {self.seconds:.2f} s: "
             f"{self.files_per_second:.2f} files/s, {self.audio_hours_per_second:.4f} audio h/s"
         )
         if self.files > self.tagged_now:
@@ -102,7 +102,7 @@ def tag(
     segments: bool = False,
     threshold: float = 0.5,
     smoothing: int = 1,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     shard_size: int = 256,
     overwrite: bool = False,
@@ -122,7 +122,8 @@ def tag(
         dataset, split, audio_column, id_column: a Hugging Face dataset split to tag too (see `discover_inputs`).
         top_k, clip_pooling: as `dass classify --top-k --clip-pooling`; the rows equal its results.
         segments, threshold, smoothing: also `dass timeline`'s segments (runs of steps scoring >= threshold).
-        batch_size: clips per forward; only clips of the same length are batched.
+        batch_size: clips per forward; only clips of the same length are batched. Default: 8 on a GPU, 1 on the
+            CPU (where a batch costs as much per clip as clips one by one, and smaller batches start sooner).
         num_workers: DataLoader processes decoding and computing features (0: in this process); default: the
             node's cores over its processes, minus one, at most 8.
         shard_size: rows per shard (what a kill can lose per process).
@@ -139,8 +140,10 @@ def tag(
         ValueError: bad options, no inputs, or OUT holds a run with other options (`store.RunOptionsError`).
         FileNotFoundError: an input named on the command line does not exist.
     """
-    _check_options(top_k, clip_pooling, threshold, smoothing, batch_size, shard_size)
     ranks = Ranks.from_environment(device)
+    if batch_size is None:
+        batch_size = 8 if ranks.device.type == "cuda" else 1
+    _check_options(top_k, clip_pooling, threshold, smoothing, batch_size, shard_size)
     try:
         return _run(
             ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column,
@@ -167,7 +170,7 @@ def _run(
         check_timeline_model(model)
     found = discover_inputs(
         list(inputs), manifest_column=manifest_column, dataset=dataset, split=split, audio_column=audio_column,
-        id_column=id_column,
+        id_column=id_column, warn=ranks.rank == 0,
     )  # fmt: skip
     ids = [item.id for item in found.items]
     store = RunStore(output, segments) if output is not None else None
@@ -246,7 +249,8 @@ def _tag_share(found, positions, extractor, predictor, emit, ranks, num_workers,
         tagged += len(batch)
         audio += sum(item.duration_s for item in batch)
         bar.update(len(batch))
-        bar.set_postfix_str(f"{audio / 3600 / max(bar.format_dict['elapsed'], 1e-9):.4f} audio h/s", refresh=False)
+        if not bar.disable:
+            bar.set_postfix_str(f"{audio / 3600 / max(bar.format_dict['elapsed'], 1e-9):.4f} audio h/s", refresh=False)
 
     try:
         for item in loader:
