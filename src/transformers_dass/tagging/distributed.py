@@ -9,6 +9,7 @@ table after all shards are written. Without those variables (a plain `dass tag`)
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["Ranks", "share"]
+
+BARRIER_TIMEOUT_HOURS = 48
 
 
 @dataclass
@@ -55,7 +58,10 @@ class Ranks:
             backend = "nccl" if chosen.type == "cuda" else "gloo"
             if chosen.type == "cuda":
                 torch.cuda.set_device(chosen)
-            dist.init_process_group(backend=backend)
+            # The processes meet at a barrier when each has tagged its share; one may finish hours after another
+            # (a share with long recordings), so the wait may last far beyond the default 30 minutes. A process
+            # that fails is still noticed at once: torchrun stops the others.
+            dist.init_process_group(backend=backend, timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS))
             owns_group = True
         if dist.is_initialized():
             rank, world_size = dist.get_rank(), dist.get_world_size()
