@@ -141,10 +141,10 @@ def tag(
         FileNotFoundError: an input named on the command line does not exist.
     """
     ranks = Ranks.from_environment(device)
-    if batch_size is None:
-        batch_size = 8 if ranks.device.type == "cuda" else 1
-    _check_options(top_k, clip_pooling, threshold, smoothing, batch_size, shard_size)
     try:
+        if batch_size is None:
+            batch_size = 8 if ranks.device.type == "cuda" else 1
+        _check_options(top_k, clip_pooling, threshold, smoothing, batch_size, shard_size)
         return _run(
             ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column,
             manifest_column, top_k, clip_pooling, segments, threshold, smoothing, batch_size, num_workers,
