@@ -90,7 +90,8 @@ def classify_waveform(model, extractor, waveform, top_k: int, clip_pooling: str 
     frames = input_values.shape[1]
     pooling = choose_clip_pooling(clip_pooling, model.config.clip_pooling, frames, model.config.training_length_frames)
     logits = read_out(model, input_values, [pooling]).clip_logits[pooling][0]
-    values, indices = label_scores(logits, model.config.problem_type).topk(top_k)
+    scores = label_scores(logits, model.config.problem_type)
+    values, indices = scores.topk(top_k)
     return [
         {"label": model.config.id2label[i], "score": float(v), "clip_pooling": pooling}
         for v, i in zip(values.tolist(), indices.tolist())

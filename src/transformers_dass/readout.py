@@ -66,6 +66,17 @@ def choose_clip_pooling(requested: str, model_pooling: str, frames: int, trainin
     return resolve_clip_pooling(model_pooling if requested == "auto" else requested, frames, training_frames)
 
 
+def label_scores(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """Scores shown for logits (..., num_labels), by transformers' audio-classification pipeline rule: sigmoid for
+    `problem_type="multi_label_classification"`, the logits themselves for "regression", softmax otherwise
+    (None included). `dass classify`, `dass timeline` and archive tagging all score with this one rule."""
+    if problem_type == "regression":
+        return logits
+    if problem_type == "multi_label_classification":
+        return logits.sigmoid()
+    return logits.softmax(-1)
+
+
 def pool_frame_logits(frame_logits: torch.Tensor, pooling: str) -> torch.Tensor:
     """Clip scores from frame scores.
 
@@ -82,14 +93,6 @@ def pool_frame_logits(frame_logits: torch.Tensor, pooling: str) -> torch.Tensor:
     if pooling == "max":
         return frame_logits.amax(dim=1)
     return frame_logits.mean(dim=1)
-
-
-def label_scores(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor:
-    """Clip scores `dass classify` reports from clip logits (..., num_labels): the sigmoid for a multi-label
-    model, the logits themselves for regression, the softmax otherwise (single-label, or no problem_type)."""
-    if problem_type == "regression":
-        return logits
-    return logits.sigmoid() if problem_type == "multi_label_classification" else logits.softmax(-1)
 
 
 @dataclass

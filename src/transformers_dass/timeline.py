@@ -2,8 +2,8 @@
 
 `frame_scores` runs `DassForAudioClassification(..., return_frame_logits=True)` (through `readout.read_out`, the
 frame scores that the clip readouts use too) and turns the logits of every
-time step (0.32 s for DASS) into probabilities (sigmoid for multi-label models, softmax for single-label
-ones), optionally smoothed over neighbouring steps. `segments` merges consecutive steps at or above a
+time step (0.32 s for DASS) into scores by the pipeline's rule (`readout.label_scores`: sigmoid for multi-label
+models, softmax otherwise), optionally smoothed over neighbouring steps. `segments` merges consecutive steps at or above a
 threshold into (start, end, label, score) rows; `write_csv` and `plot_timeline` write them out. The command
 line front end is `dass timeline FILE --model DIR`.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .readout import read_out
+from .readout import label_scores, read_out
 
 PLOT_HINT = 'pip install "transformers-dass[plot]"'
 
@@ -124,8 +124,7 @@ def timeline_of_frame_logits(
     """
     check_timeline_model(model)
     logits = frame_logits.detach().float().cpu()
-    single_label = model.config.problem_type == "single_label_classification"
-    probabilities = logits.softmax(-1) if single_label else logits.sigmoid()
+    probabilities = label_scores(logits, model.config.problem_type)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     times = model.frame_step_times(num_frames, frame_shift).numpy()
     return Timeline(times=times, scores=smooth(probabilities.numpy(), smoothing), labels=labels)
