@@ -187,7 +187,8 @@ def test_bad_inputs_become_rows_with_their_error_and_exit_2(model_dir, tmp_path,
     manifest = tmp_path / "list.jsonl"
     manifest.write_text(json.dumps({"path": str(paths["good"])}) + "\n" + json.dumps({"path": "gone/missing.wav"}) + "\n")
     output = tmp_path / "tags.jsonl"
-    code = cli_main(["tag", str(tmp_path / "mixed"), str(manifest), "--output", str(output), "--model", str(model_dir), "--num-workers", "0"])
+    arguments = [str(tmp_path / "mixed"), str(manifest), "--output", str(output), "--model", str(model_dir)]
+    code = cli_main(["tag", *arguments, "--num-workers", "0"])
     captured = capsys.readouterr()
     assert code == 2
     rows = {row["id"]: row for row in read_rows(output)}

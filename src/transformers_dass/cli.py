@@ -187,7 +187,8 @@ def _tag(args: argparse.Namespace) -> int:
     for message in summary.errors:
         print(f"dass tag: error: {message}", file=sys.stderr)
     if summary.failed > len(summary.errors):
-        print(f"dass tag: ... and {summary.failed - len(summary.errors)} more: see the error column of {args.output}", file=sys.stderr)
+        more = summary.failed - len(summary.errors)
+        print(f"dass tag: ... and {more} more: see the error column of {args.output}", file=sys.stderr)
     print(f"dass tag: {summary.describe()}")
     return 2 if summary.failed else 0
 
@@ -283,7 +284,10 @@ def _add_tag_command(commands) -> None:
     tag.add_argument("--shard-size", type=int, default=256, help="Rows per shard: what a kill can lose (default 256).")
     tag.add_argument("--overwrite", action="store_true", help="Start OUT again even if it holds a run with other options.")
     tag.add_argument("--retry-failed", action="store_true", help="On a rerun, tag again the inputs whose rows hold an error.")
-    tag.add_argument("--dataset", metavar="NAME_OR_PATH", help="A Hugging Face dataset (Hub id, save_to_disk folder, parquet file or glob).")
+    tag.add_argument(
+        "--dataset", metavar="NAME_OR_PATH",
+        help="A Hugging Face dataset (Hub id, save_to_disk folder, parquet file or glob).",
+    )  # fmt: skip
     tag.add_argument("--split", default="train", help="The dataset split (default train).")
     tag.add_argument("--audio-column", default="audio", help="The dataset's audio column (default audio).")
     tag.add_argument("--id-column", help="A dataset column that names each row (default: SPLIT/ROW).")

@@ -109,8 +109,9 @@ class InputFeatures(torch.utils.data.Dataset):
         item = DecodedInput(position=position, duration_s=duration, sample_rate=rate, input_values=features)
         if self.with_timeline and audio_frames < features.shape[0]:
             unpadded = extractor(
-                waveform, sampling_rate=extractor.sampling_rate, max_length=None, return_tensors="pt", return_attention_mask=False
-            )
+                waveform, sampling_rate=extractor.sampling_rate, max_length=None, return_tensors="pt",
+                return_attention_mask=False,
+            )  # fmt: skip
             item.timeline_values = unpadded["input_values"][0]
         return item
 
