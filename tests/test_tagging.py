@@ -291,7 +291,7 @@ def tag_command(inputs, output, model_dir, *extra) -> list[str]:
             "--model", str(model_dir), "--no-progress", *extra]  # fmt: skip
 
 
-def test_a_killed_run_resumes_to_every_input_exactly_once(model_dir, tmp_path):
+def test_a_killed_run_resumes_to_every_input_exactly_once(model_dir, tmp_path, capsys):
     files = write_clips(tmp_path / "many", [(1.0, 16000, 1)] * 60, seed=1)
     output = tmp_path / "tags.jsonl"
     command = tag_command([tmp_path / "many"], output, model_dir, "--shard-size", "2", "--batch-size", "2", "--num-workers", "0")
@@ -309,9 +309,8 @@ def test_a_killed_run_resumes_to_every_input_exactly_once(model_dir, tmp_path):
     shards = list(parts.glob("rank*.jsonl"))
     done = [row["id"] for shard in shards for row in read_rows(shard)]
     assert 4 <= len(done) < len(files) and not output.exists()  # killed in the middle, nothing merged yet
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"This run tagged {len(files) - len(done)} files" in resumed.stdout
+    assert cli_main(command[3:]) == 0  # the same command again (in this process: `dass tag ...`)
+    assert f"This run tagged {len(files) - len(done)} files" in capsys.readouterr().out
     rows = read_rows(output)
     assert [row["id"] for row in rows] == [str(p) for p in files]  # every input once, in order
     clean = tag(files, model=str(model_dir), num_workers=0, show_progress=False).rows
