@@ -332,22 +332,48 @@ def test_low_precision_loads_and_stores_round_like_torch(isa, dtype):
     assert bool((same_bits | torch.isnan(expected.float()) | (expected == 0)).all())
 
 
+class ScanRecorder:
+    """A TorchDispatchMode (built lazily) that records the dtypes of u, delta, B, C of every dass.cross_scan_fwd call
+    and every op output (name, dtype, numel)."""
+
+    def __new__(cls):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Recorder(TorchDispatchMode):
+            def __init__(self):
+                super().__init__()
+                self.scans, self.outputs = [], []
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                if str(func).startswith("dass.cross_scan_fwd"):
+                    self.scans.append(tuple(args[i].dtype for i in (0, 1, 3, 4)))
+                if isinstance(out, torch.Tensor):
+                    self.outputs.append((str(func), out.dtype, out.numel()))
+                return out
+
+        return Recorder()
+
+
+def test_autocast_model_feeds_the_kernel_bfloat16():
+    """torch.autocast("cpu", bfloat16) around a float32 model: every scan gets bfloat16 u, delta, B and C."""
+    from transformers_dass import DassConfig, DassForAudioClassification
+
+    torch.manual_seed(0)
+    config = DassConfig(dims=[8, 16], depths=[1, 1], num_labels=3, drop_path_rate=0.0, num_mel_bins=16)
+    config.scan_backend = "cpu"
+    model = DassForAudioClassification(config).eval()
+    recorder = ScanRecorder()
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16), recorder:
+        model(torch.randn(1, 37, 16))
+    assert len(recorder.scans) == sum(config.depths)
+    assert set(recorder.scans) == {(torch.bfloat16,) * 4}
+
+
 def test_low_precision_model_core_runs_without_float32_copies():
     """bfloat16 features through the compiled SS2D core: the kernel gets bfloat16 u and delta, the result is
     bfloat16, and nothing of the size of the features (or larger) is copied to float32 on the way."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from transformers_dass.ops import cross_selective_scan
-
-    class Recorder(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            self.calls.append((str(func), args, out))
-            return out
 
     batch, channels, height, width, rank = 2, 24, 6, 10, 2
     x = torch.randn(batch, height, width, channels).permute(0, 3, 1, 2).bfloat16()  # channels-last, as the model's
@@ -358,14 +384,10 @@ def test_low_precision_model_core_runs_without_float32_copies():
         torch.log(torch.rand(4 * channels, 1) + 0.1),
         torch.randn(4 * channels),
     )
-    with torch.no_grad(), Recorder() as recorder, torch.autocast("cpu", torch.bfloat16):
+    recorder = ScanRecorder()
+    with torch.no_grad(), recorder, torch.autocast("cpu", torch.bfloat16):
         y = cross_selective_scan(x, *weights, backend="cpu")
     assert y.dtype == torch.bfloat16 and y.shape == x.shape
-    scans = [args for name, args, _ in recorder.calls if name.startswith("dass.cross_scan_fwd")]
-    assert len(scans) == 1
-    assert scans[0][0].dtype == scans[0][1].dtype == torch.bfloat16  # u, delta
-    big_float32 = [
-        name for name, _, out in recorder.calls
-        if isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.numel() >= x.numel()
-    ]
+    assert recorder.scans == [(torch.bfloat16,) * 4]  # u, delta, B, C
+    big_float32 = [name for name, dtype, numel in recorder.outputs if dtype == torch.float32 and numel >= x.numel()]
     assert big_float32 == [], big_float32

@@ -1,6 +1,6 @@
 """CPU time of the compiled scan op per instruction-set variant and dtype, measured in one run on this machine.
 
-    OMP_WAIT_POLICY=PASSIVE python kernels/selective_scan/benchmark_cpu.py [--threads 2] [--repeats 20] [--backward]
+    OMP_WAIT_POLICY=PASSIVE python kernels/selective_scan/bench/benchmark_cpu.py [--threads 2] [--repeats 20] [--backward]
 
 For each DASS-small stage shape at 10 s (batch 1: grids 32x256 ... 4x32, channels 96 ... 768, N = 1), runs
 `torch.ops.dass.cross_scan_fwd` (and, with --backward, `cross_scan_bwd`) with every variant this CPU supports
