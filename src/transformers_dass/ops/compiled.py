@@ -80,7 +80,9 @@ def cross_selective_scan_compiled(
     with torch.autocast(device_type=x.device.type, enabled=False):
         u = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels).to(dtype)
         proj = (u @ x_proj_weight.to(dtype).flatten(0, 1).t()).view(batch, -1, NUM_DIRECTIONS, rank + 2 * state)
-        delta = torch.einsum("blkr,kdr->bkld", proj[..., :rank], dt_proj_weight.to(dtype))
+        # (B, 4, L, R) @ (4, R, D): written straight into the (B, 4, L, D) layout the kernel takes (an einsum
+        # here computes (4, B * L, D) and then needs a copy, and is ~1.4x slower even at batch 1).
+        delta = torch.matmul(proj[..., :rank].permute(0, 2, 1, 3), dt_proj_weight.to(dtype).transpose(1, 2))
         # B and C are read as float32 by the kernels; here they stay in `dtype` (N / D the size of u).
         Bs = proj[..., rank : rank + state].permute(0, 2, 1, 3)
         Cs = proj[..., rank + state :].permute(0, 2, 1, 3)
