@@ -176,7 +176,8 @@ def isa(request):
     import dass_selective_scan
 
     if request.param not in dass_selective_scan.supported_cpu_isas():
-        pytest.skip(f"this CPU cannot run the {request.param} kernels (it runs {dass_selective_scan.supported_cpu_isas()})")
+        supported = dass_selective_scan.supported_cpu_isas()
+        pytest.skip(f"this CPU cannot run the {request.param} kernels (it runs {', '.join(supported)})")
     previous = dass_selective_scan.cpu_isa()
     assert dass_selective_scan.set_cpu_isa(request.param) == request.param
     try:

@@ -1,12 +1,13 @@
 """CPU time of the compiled scan op per instruction-set variant and dtype, measured in one run on this machine.
 
-    OMP_WAIT_POLICY=PASSIVE python kernels/selective_scan/bench/benchmark_cpu.py [--threads 2] [--repeats 20] [--backward]
+    OMP_WAIT_POLICY=PASSIVE python kernels/selective_scan/bench/benchmark_cpu.py [--threads 2] [--backward]
 
 For each DASS-small stage shape at 10 s (batch 1: grids 32x256 ... 4x32, channels 96 ... 768, N = 1), runs
 `torch.ops.dass.cross_scan_fwd` (and, with --backward, `cross_scan_bwd`) with every variant this CPU supports
 forced in turn and u / delta in float32, bfloat16 and float16. Prints milliseconds of process CPU time per call
-(user + system of all threads: less disturbed by other jobs than wall time) and the ratio to the float32
-portable ("default") variant of the same shape, measured in the same run.
+(user + system of all threads: less disturbed by other jobs than wall time; the least over --rounds rounds of
+--repeats calls, since interference only ever adds time) and the ratio to the float32 portable ("default")
+variant of the same shape, measured in the same run.
 """
 
 from __future__ import annotations
@@ -43,18 +44,22 @@ def scan_inputs(height: int, width: int, channels: int, dtype: torch.dtype) -> t
     )
 
 
-def cpu_ms(call, repeats: int) -> float:
+def cpu_ms(call, repeats: int, rounds: int) -> float:
     call()  # warm-up: workspaces, page faults
-    start = time.process_time()
-    for _ in range(repeats):
-        call()
-    return (time.process_time() - start) / repeats * 1e3
+    per_call = []
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(repeats):
+            call()
+        per_call.append((time.process_time() - start) / repeats * 1e3)
+    return min(per_call)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5, help="calls per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backward", action="store_true", help="time cross_scan_bwd as well")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,9 +81,9 @@ def main() -> None:
                     for isa in isas:
                         dass_selective_scan.set_cpu_isa(isa)
                         if op == "fwd":
-                            ms = cpu_ms(lambda: torch.ops.dass.cross_scan_fwd(*inputs), args.repeats)
+                            ms = cpu_ms(lambda: torch.ops.dass.cross_scan_fwd(*inputs), args.repeats, args.rounds)
                         else:
-                            ms = cpu_ms(lambda: torch.ops.dass.cross_scan_bwd(dy, *inputs), args.repeats)
+                            ms = cpu_ms(lambda: torch.ops.dass.cross_scan_bwd(dy, *inputs), args.repeats, args.rounds)
                         baseline = baseline or ms  # float32, first (portable) variant
                         cells.append(f"{ms:.2f} ({baseline / ms:.1f}x)")
                     print(f"| {op} | {height}x{width} | {channels} | {name} | " + " | ".join(cells) + " |")
