@@ -82,10 +82,11 @@ def clips(tmp_path_factory) -> list[Path]:
 
 
 def classify_json(files, model_dir, capsys, *extra) -> list[dict]:
-    """`dass classify FILES --json` (one entry per file), run file by file as a user would."""
+    """`dass classify FILES --json --dtype float32` (one entry per file), run file by file as a user would; float32
+    as `dass tag` runs (`--dtype auto` takes bf16 on CPUs with native bf16)."""
     entries = []
     for path in files:
-        assert cli_main(["classify", str(path), "--model", str(model_dir), "--json", "--top-k", "3", *extra]) == 0
+        assert cli_main(["classify", str(path), "--model", str(model_dir), "--json", "--top-k", "3", "--dtype", "float32", *extra]) == 0
         entries.append(json.loads(capsys.readouterr().out))
     return entries
 
