@@ -11,7 +11,7 @@ import soundfile
 import torch
 
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.cli import main
+from transformers_dass.cli import classify_waveform, main
 from transformers_dass.timeline import PLOT_HINT, Timeline, frame_scores, plot_timeline, segments, smooth, write_csv
 
 
@@ -77,6 +77,18 @@ def test_frame_scores_are_probabilities_of_the_frame_logits():
     np.testing.assert_allclose(single.scores.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="regression"):
         frame_scores(tiny_model("regression"), features)
+
+
+def test_frame_scores_and_classify_score_an_unset_problem_type_alike():
+    """problem_type None: softmax in both, as transformers' audio-classification pipeline does."""
+    model = tiny_model(None)
+    waveform = torch.randn(16000 * 3, generator=torch.Generator().manual_seed(1)).numpy() * 0.1
+    extractor = DassFeatureExtractor()
+    features = extractor(waveform, sampling_rate=16000, return_tensors="pt")["input_values"][0]
+    timeline = frame_scores(model, features, show_progress=False)
+    np.testing.assert_allclose(timeline.scores.sum(axis=1), 1.0, rtol=1e-5)
+    top = classify_waveform(model, extractor, waveform, top_k=4, clip_pooling="mean")
+    assert abs(sum(item["score"] for item in top) - 1.0) < 1e-5
 
 
 @pytest.fixture
