@@ -8,6 +8,7 @@
     dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--batch-size N]
              [--num-workers N] [--dataset NAME_OR_PATH --split S --audio-column C]   (a table, resumable; torchrun)
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
+    dass export --format onnx --output FILE [--model DIR] [--opset N]  (needs the [onnx] extra)
 
 Exit status 0 when everything worked; 2 when an input file or the --model folder cannot be used: one
 `dass COMMAND: error: ...` line on stderr names it and what is wrong (`classify` still prints the results of the
@@ -173,6 +174,18 @@ def _timeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .onnx_export import export_onnx
+
+    try:
+        path = export_onnx(_model_dir(args), args.output, opset=args.opset)
+    except ImportError as error:
+        print(f"dass export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {path} (input_values: batch x frames x mel bins, any frames; outputs logits, frame_logits)")
+    return 0
+
+
 def _tag(args: argparse.Namespace) -> int:
     """Tag every input into the table OUT; exit 2 if any input could not be tagged (its row holds the error)."""
     from .tagging import tag
@@ -267,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--no-png", action="store_true", help="Write the CSV only.")
     _add_dtype_option(timeline)
     timeline.set_defaults(handler=_timeline)
+    export = commands.add_parser(
+        "export", help="Write the model as an ONNX graph for ONNX Runtime (dynamic batch and frames; [onnx] extra)."
+    )
+    export.add_argument("--format", required=True, choices=("onnx",), help="Output format (onnx).")
+    export.add_argument("--model", help=MODEL_HELP)
+    export.add_argument("--output", required=True, help="The .onnx file to write.")
+    export.add_argument("--opset", type=int, help="ONNX opset (>= 18; default: the exporter's).")
+    export.set_defaults(handler=_export)
     _add_tag_command(commands)
     from .webapp import add_demo_command  # `dass demo`: the web page and API, transformers_dass.webapp
 

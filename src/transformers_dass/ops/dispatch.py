@@ -2,6 +2,8 @@
 
 Only this package (`ops`) knows which backends exist:
 - "reference": PyTorch (`reference.py`), always available, any device;
+- "chunked": PyTorch (`chunked.py`), always available: the reference's arithmetic in a graph whose shape does not
+  depend on the length, for `torch.export` / ONNX export with a dynamic number of frames;
 - "cpu" / "cuda": the compiled kernels of `kernels/selective_scan` (`compiled.py`);
 - "mamba_ssm": mamba-ssm's CUDA `selective_scan_fn` (`mamba.py`).
 Resolution: `config.scan_backend` unless it is "auto", then the `DASS_SCAN_BACKEND` environment variable,
@@ -17,6 +19,7 @@ from typing import Callable
 import torch
 from transformers.utils import logging
 
+from .chunked import cross_selective_scan_chunked
 from .compiled import cross_selective_scan_compiled, kernels_have_cuda, load_kernels
 from .mamba import cross_selective_scan_mamba, load_mamba_scan
 from .reference import cross_selective_scan_reference
@@ -28,6 +31,7 @@ BUILD_HINT = "build the kernels with `pip install --no-build-isolation ./kernels
 
 _IMPLEMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "reference": cross_selective_scan_reference,
+    "chunked": cross_selective_scan_chunked,
     "cpu": cross_selective_scan_compiled,
     "cuda": cross_selective_scan_compiled,
     "mamba_ssm": cross_selective_scan_mamba,
@@ -37,7 +41,7 @@ SCAN_BACKENDS = ("auto", *_IMPLEMENTATIONS)
 
 def _unavailable_reason(name: str, device: torch.device) -> str | None:
     """Why backend `name` cannot run on `device`, or None when it can."""
-    if name == "reference":
+    if name in ("reference", "chunked"):
         return None
     if name == "cpu":
         if device.type != "cpu":

@@ -103,6 +103,7 @@ def selective_scan_reference(
     D: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
+    recurrence=linear_recurrence,
 ) -> torch.Tensor:
     """Selective scan with grouped B/C (mamba-ssm `selective_scan_fn` semantics), computed in float32
     (float64 when the inputs are float64).
@@ -114,6 +115,8 @@ def selective_scan_reference(
         B, C: (B, G, N, L) input and output projections, shared by the D channels of each group.
         D: (G*D,) skip connection, optional.
         delta_bias: (G*D,) added to `delta` before the softplus, optional.
+        recurrence: the solver of h_t = decay_t * h_{t-1} + drive_t along the last dim (`linear_recurrence`, or
+            `chunked.linear_recurrence_chunked` for graphs exported with a dynamic length).
     Returns:
         (B, G*D, L) float32 (float64 for float64 inputs).
     """
@@ -129,7 +132,7 @@ def selective_scan_reference(
     delta4 = delta.view(batch, groups, per_group, 1, length)
     decay = torch.exp(delta4 * A.view(groups, per_group, state, 1))
     drive = delta4 * u4 * B.unsqueeze(2)
-    states = linear_recurrence(decay, drive)
+    states = recurrence(decay, drive)
     y = (states * C.unsqueeze(2)).sum(3).view(batch, channels, length)
     if D is not None:
         y = y + u * _widen(D)[:, None]
