@@ -81,12 +81,13 @@ def clips(tmp_path_factory) -> list[Path]:
     return write_clips(tmp_path_factory.mktemp("clips") / "archive")
 
 
-def classify_json(files, model_dir, capsys, *extra) -> list[dict]:
-    """`dass classify FILES --json --dtype float32` (one entry per file), run file by file as a user would; float32
-    as `dass tag` runs (`--dtype auto` takes bf16 on CPUs with native bf16)."""
+def classify_json(files, model_dir, capsys, *extra, dtype="float32") -> list[dict]:
+    """`dass classify FILES --json --dtype DTYPE` (one entry per file), run file by file as a user would; float32
+    by default, as `tag()` runs without a dtype (`--dtype auto` takes bf16 on CPUs with native bf16)."""
     entries = []
     for path in files:
-        assert cli_main(["classify", str(path), "--model", str(model_dir), "--json", "--top-k", "3", "--dtype", "float32", *extra]) == 0
+        command = ["classify", str(path), "--model", str(model_dir), "--json", "--top-k", "3", "--dtype", dtype]
+        assert cli_main([*command, *extra]) == 0
         entries.append(json.loads(capsys.readouterr().out))
     return entries
 
@@ -289,7 +290,7 @@ def test_dataset_rows_equal_the_files_they_were_made_of(clips, model_dir, tmp_pa
 
 def tag_command(inputs, output, model_dir, *extra) -> list[str]:
     return [sys.executable, "-m", "transformers_dass", "tag", *map(str, inputs), "--output", str(output),
-            "--model", str(model_dir), "--no-progress", *extra]  # fmt: skip
+            "--model", str(model_dir), "--no-progress", "--dtype", "float32", *extra]  # fmt: skip
 
 
 def test_a_killed_run_resumes_to_every_input_exactly_once(model_dir, tmp_path, capsys):
@@ -330,3 +331,21 @@ def test_load_audio_reference_is_the_classify_path(clips):
     waveform = load_audio(clips[5], 16000)
     expected = extractor(waveform, sampling_rate=16000, return_tensors="pt")["input_values"][0]
     assert torch.equal(item.input_values, expected) and item.duration_s == waveform.shape[0] / 16000
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_tag_in_another_precision_equals_classify_in_it_and_is_not_mixed_into_a_float32_table(
+    clips, model_dir, tmp_path, capsys, dtype
+):
+    files = clips[:3]
+    output = tmp_path / "tags.jsonl"
+    arguments = ["tag", *map(str, files), "--output", str(output), "--model", str(model_dir), "--top-k", "3"]
+    assert cli_main([*arguments, "--num-workers", "0", "--no-progress", "--dtype", dtype]) == 0
+    assert f"dass tag: dtype {dtype}" in capsys.readouterr().err
+    expected = classify_json(files, model_dir, capsys, dtype=dtype)
+    for row, entry in zip(read_rows(output), expected):
+        # the same precision path on the same features: the same labels, scores equal but for batch-1 rounding
+        assert row["labels"] == [item["label"] for item in entry]
+        np.testing.assert_allclose(row["scores"], [item["score"] for item in entry], atol=SCORE_TOL, rtol=0)
+    with pytest.raises(ValueError, match="overwrite"):
+        tag(files, model=str(model_dir), output=output, top_k=3, num_workers=0, dtype="float32", show_progress=False)

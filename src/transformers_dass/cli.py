@@ -213,6 +213,7 @@ def _tag(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             retry_failed=args.retry_failed,
             device=args.device,
+            dtype=args.dtype,
             show_progress=False if args.no_progress else None,
         )
     except ImportError as error:
@@ -312,8 +313,7 @@ def _add_tag_command(commands) -> None:
         "the run goes; rerunning the same command resumes.",
     )  # fmt: skip
     tag.add_argument("--model", help=MODEL_HELP)
-    # (a --dtype option for the model, when added to classify/timeline, belongs here too: the run's model fingerprint
-    # already covers the weights' dtype, so a rerun in another dtype is refused rather than mixed.)
+    _add_dtype_option(tag)  # OUT records the precision: a rerun in another one is refused, not mixed
     tag.add_argument("--top-k", type=int, default=5, help="Labels per row, the best first (default 5).")
     tag.add_argument("--clip-pooling", choices=CLIP_POOLING_CHOICES, default="auto", help="As for `dass classify`.")
     tag.add_argument("--segments", action="store_true", help="Also the (start, end, label, score) segments of `dass timeline`.")

@@ -108,6 +108,7 @@ def tag(
     overwrite: bool = False,
     retry_failed: bool = False,
     device: str | None = None,
+    dtype: str | None = None,
     show_progress: bool | None = None,
     long_file_seconds: float = LONG_FILE_SECONDS,
 ) -> TagSummary:
@@ -130,6 +131,10 @@ def tag(
         overwrite: clear OUT and its shards first, whatever they hold.
         retry_failed: tag again the inputs whose rows in OUT hold an error.
         device: "cpu", "cuda", "cuda:N"; default: the process's GPU (`LOCAL_RANK`) if there are GPUs.
+        dtype: None keeps the model's precision (float32 for a folder); one of `precision.DTYPE_CHOICES`, as
+            `dass classify --dtype`, is resolved for `device` (said on stderr by process 0) and applied to the
+            model (a model object passed in is changed in place). OUT records the precision, so a rerun in
+            another one is refused rather than mixed.
         show_progress: a progress bar (process 0); None: when stderr is a terminal.
         long_file_seconds: files longer than this are read in blocks (bounded memory).
 
@@ -148,7 +153,7 @@ def tag(
         return _run(
             ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column,
             manifest_column, top_k, clip_pooling, segments, threshold, smoothing, batch_size, num_workers,
-            shard_size, overwrite, retry_failed, show_progress, long_file_seconds,
+            shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
         )  # fmt: skip
     finally:
         ranks.close()
@@ -157,11 +162,12 @@ def tag(
 def _run(
     ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column, manifest_column,
     top_k, clip_pooling, segments, threshold, smoothing, batch_size, num_workers, shard_size, overwrite,
-    retry_failed, show_progress, long_file_seconds,
+    retry_failed, dtype, show_progress, long_file_seconds,
 ) -> TagSummary:  # fmt: skip
     if output is not None and table_format(output) == "parquet":
         require_pyarrow()  # before any work, not at the first shard
     model, extractor = _model_and_extractor(model, feature_extractor)
+    precision = _resolve_precision(dtype, ranks) if dtype is not None else None
     if not 1 <= top_k <= model.config.num_labels:
         raise ValueError(f"top_k must be between 1 and {model.config.num_labels} (the model's labels), got {top_k}")
     if segments:
@@ -176,7 +182,7 @@ def _run(
     store = RunStore(output, segments) if output is not None else None
     done: set[str] = set()
     if store is not None:
-        options = _run_options(model, extractor, top_k, clip_pooling, segments, threshold, smoothing, store)
+        options = _run_options(model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, store)
         store.check(options, overwrite)
         ranks.barrier()
         if ranks.rank == 0:
@@ -186,6 +192,10 @@ def _run(
     # Split all inputs, then drop the done ones: each process's share stays the same whatever the others wrote.
     mine = [position for position in share(len(ids), ranks.rank, ranks.world_size) if ids[position] not in done]
 
+    if precision is not None:
+        from ..precision import apply_precision
+
+        model = apply_precision(model, precision)
     model.to(ranks.device)
     predictor = Predictor(model, top_k, clip_pooling, segments, threshold, smoothing, ranks.device, batch_size)
     writer = store.writer(ranks.rank, shard_size) if store is not None else None
@@ -285,6 +295,16 @@ def _default_workers(ranks: Ranks) -> int:
     return max(0, min(8, cores // max(ranks.local_world_size, 1) - 1))
 
 
+def _resolve_precision(dtype: str, ranks: Ranks) -> str:
+    """The precision `dtype` (a `precision.DTYPE_CHOICES` value) takes on this process's device, said once."""
+    from ..precision import resolve_dtype
+
+    choice, reason = resolve_dtype(dtype, ranks.device)
+    if ranks.rank == 0:
+        print(f"dass tag: dtype {reason}", file=sys.stderr)
+    return choice
+
+
 def _model_and_extractor(model, feature_extractor):
     """(model in eval mode, feature extractor) from a folder / Hub id / None (the demo model) or loaded objects."""
     from ..model_folder import load_model_and_extractor
@@ -317,11 +337,13 @@ def _check_options(top_k, clip_pooling, threshold, smoothing, batch_size, shard_
         raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
 
 
-def _run_options(model, extractor, top_k, clip_pooling, segments, threshold, smoothing, store) -> dict:
-    """What decides the rows, recorded in OUT.parts/run.json: a rerun must match it to resume."""
+def _run_options(model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, store) -> dict:
+    """What decides the rows, recorded in OUT.parts/run.json: a rerun must match it to resume. `model` is the
+    model as loaded or given; `precision` the dtype applied to it for the run (None: none)."""
     options = {
         "table_version": TABLE_VERSION,
         "model": model_fingerprint(model),
+        "precision": precision,
         "feature_extractor": hashlib.sha256(extractor.to_json_string().encode()).hexdigest()[:16],
         "top_k": top_k,
         "clip_pooling": clip_pooling,
