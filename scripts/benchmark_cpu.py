@@ -21,7 +21,8 @@ Cases (each in its own subprocess, so that its peak RSS, which includes ~0.3 GB 
               fp32); bf16-autocast (fp32 weights under torch.autocast("cpu", bfloat16)); int8 (dynamic
               quantisation of the linears: int8 weights, activations quantised per call); onnx (DASS only:
               fp32 graph from transformers_dass.onnx_export run by ONNX Runtime with intra-op threads =
-              --threads, exported once per model in its own process before its cases).
+              --threads, exported once per model in its own process before its cases; above 60 s only when
+              --precisions names it, since ONNX Runtime has no lean path: past 18 GB at 600 s).
               bf16 and int8 are transformers_dass.precision.apply_precision's formats, for every model.
   lengths     --seconds of audio: 10 s = 1024 frames (AST's input; both feature extractors pad 10 s to it),
               otherwise the kaldi frame count of that many seconds at 16 kHz (60 s = 5998 frames); CNN14 gets
@@ -76,6 +77,7 @@ LIBRARY_PRECISION = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}
 AST_MAX_MEMORY_FRACTION = 0.8  # of MemAvailable: what an AST case may be estimated to need before it is skipped
 ASSUMED_FLOPS_PER_THREAD = 200e9  # AST's time estimate before it is measured: 2x what a Zen 5 core reached in fp32
 CNN14_SAMPLE_RATE = 32000
+ONNX_DEFAULT_MAX_SECONDS = 60  # longer ONNX cases only when asked for (BENCHMARKS.md: >18 GB at 600 s)
 
 
 class Unavailable(Exception):
@@ -432,6 +434,11 @@ def run_all(args: argparse.Namespace, cases: list[Case], workdir: str) -> tuple[
         if case.model == "ast":
             rate = ast_rate.get(case.threads)
             reason = ast_skip_reason(case.frames, case.batch, case.threads, rate, args.max_case_seconds, args.tiny)
+        if case.precision == "onnx" and case.seconds > ONNX_DEFAULT_MAX_SECONDS and not args.precisions:
+            reason = (
+                f"ONNX Runtime runs the standard forward (no lean path), past 18 GB at 600 s; "
+                f"--precisions onnx runs it above {ONNX_DEFAULT_MAX_SECONDS} s"
+            )
         if reason is not None:
             result = {"status": "skipped", "reason": reason}
         elif case.precision == "onnx":

@@ -187,3 +187,9 @@ def test_cnn14_loads_without_panns_package_init(monkeypatch):
     monkeypatch.delitem(sys.modules, "panns_inference", raising=False)
     cnn14 = bench.load_cnn14_class()
     assert cnn14.__name__ == "Cnn14" and "panns_inference.config" not in sys.modules
+
+
+def test_onnx_above_60_s_is_skipped_unless_asked_for(tmp_path):
+    case = bench.Case("small", "onnx", 600, 1, 2)
+    rows, _ = bench.run_all(bench.parse_args(["--seconds", "600"]), [case], str(tmp_path))
+    assert rows[0]["status"] == "skipped" and "--precisions onnx" in rows[0]["reason"]

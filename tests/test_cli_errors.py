@@ -33,9 +33,12 @@ def audio_files(tmp_path) -> dict[str, Path]:
     return {"good": good, "corrupted": corrupted, "empty": empty, "truncated": truncated}
 
 
+DTYPE_LINE = "dass classify: dtype float32: requested\n"  # the one stderr line of a run without problems
+
+
 def classify(capsys, *args: str) -> tuple[int, str, str]:
-    """Run `dass classify ARGS --top-k 3` in this process; (exit code, stdout, stderr)."""
-    code = cli_main(["classify", *map(str, args), "--top-k", "3"])
+    """Run `dass classify ARGS --top-k 3 --dtype float32` in this process; (exit code, stdout, stderr)."""
+    code = cli_main(["classify", *map(str, args), "--top-k", "3", "--dtype", "float32"])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -91,7 +94,7 @@ def test_one_bad_file_with_json_prints_no_json_and_exits_2(audio_files, capsys):
 
 def test_all_files_good_exit_zero(audio_files, capsys):
     code, out, err = classify(capsys, audio_files["good"], audio_files["good"])
-    assert code == 0 and out.count(str(audio_files["good"])) == 2 and err == ""
+    assert code == 0 and out.count(str(audio_files["good"])) == 2 and err == DTYPE_LINE
 
 
 def test_truncated_wav_is_classified_with_one_warning_that_says_how_much_was_read(audio_files, capsys):
@@ -194,4 +197,4 @@ def test_unknown_name_is_neither_a_folder_nor_a_hub_model(audio_files, tmp_path)
 def test_folder_without_preprocessor_config_uses_the_default_features(audio_files, capsys):
     # the Hub remote-code layout: config.json + model.safetensors only
     code, out, err = classify(capsys, audio_files["good"], "--model", require_fixture("hub_tiny"))
-    assert code == 0 and out.startswith(str(audio_files["good"])) and err == ""
+    assert code == 0 and out.startswith(str(audio_files["good"])) and err == DTYPE_LINE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -126,11 +128,16 @@ def test_has_cuda_reports_a_bool():
     assert isinstance(dass_selective_scan.__version__, str)
 
 
-def test_wrong_dtype_is_rejected():
+def test_wrong_dtypes_are_rejected():
     inputs = list(make_inputs(1, 2, 3, 4, 1, "short"))
-    inputs[0] = inputs[0].double()
-    with pytest.raises(RuntimeError, match="u must be float32"):
-        torch.ops.dass.cross_scan_fwd(*inputs, 2, 3)
+    with pytest.raises(RuntimeError, match="u must be float32, float16 or bfloat16, got Double"):
+        torch.ops.dass.cross_scan_fwd(inputs[0].double(), *inputs[1:], 2, 3)
+    with pytest.raises(RuntimeError, match=r"delta \(BFloat16\) must have the dtype of u \(Float\)"):
+        torch.ops.dass.cross_scan_fwd(inputs[0], inputs[1].bfloat16(), *inputs[2:], 2, 3)
+    with pytest.raises(RuntimeError, match="A must be float32, got BFloat16"):
+        torch.ops.dass.cross_scan_fwd(*inputs[:2], inputs[2].bfloat16(), *inputs[3:], 2, 3)
+    with pytest.raises(RuntimeError, match=r"dy \(Double\) must be float32 or have the dtype of u"):
+        torch.ops.dass.cross_scan_bwd(torch.randn(1, 6, 4, dtype=torch.float64), *inputs, 2, 3)
 
 
 def test_non_contiguous_input_is_rejected():
@@ -155,3 +162,233 @@ def test_inconsistent_shapes_are_rejected():
         torch.ops.dass.cross_scan_fwd(u, delta, A, B[:, :, :5].contiguous(), C, D, delta_bias, 2, 3)
     with pytest.raises(RuntimeError, match=r"dy \(Bt, L, Dc\) must have shape"):
         torch.ops.dass.cross_scan_bwd(torch.randn(1, 6, 5), u, delta, A, B, C, D, delta_bias, 2, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Instruction-set variants (AVX-512, AVX2, portable), each forced in turn
+
+ISAS = ("avx512", "avx2", "default")
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Runs the test with the CPU kernels forced to one variant; skips variants this CPU cannot run."""
+    import dass_selective_scan
+
+    if request.param not in dass_selective_scan.supported_cpu_isas():
+        supported = dass_selective_scan.supported_cpu_isas()
+        pytest.skip(f"this CPU cannot run the {request.param} kernels (it runs {', '.join(supported)})")
+    previous = dass_selective_scan.cpu_isa()
+    assert dass_selective_scan.set_cpu_isa(request.param) == request.param
+    try:
+        yield request.param
+    finally:
+        dass_selective_scan.set_cpu_isa(previous)
+
+
+# Odd shapes: partial channel groups (5, 37), wide + narrow + partial groups (70), N = 1 and N > 1.
+@pytest.mark.parametrize(
+    ("batch", "height", "width", "channels", "state", "memory"),
+    [(3, 3, 5, 19, 1, "long"), (2, 7, 2, 37, 3, "short"), (1, 13, 4, 70, 1, "short"), (2, 1, 9, 5, 2, "long")],
+)
+def test_each_isa_matches_reference(isa, batch, height, width, channels, state, memory):
+    import dass_selective_scan
+
+    assert dass_selective_scan.cpu_isa() == isa
+    inputs = make_inputs(batch, height, width, channels, state, memory)
+    check_forward_and_backward(inputs, torch.randn(batch, height * width, channels), height, width)
+
+
+def test_isa_choice_rule_with_faked_cpus():
+    """The rule that picks the variant, fed the capability lists of other CPUs: "auto" takes the fastest one the
+    CPU runs; a named one must be among them, else the error names what is missing (never a SIGILL later)."""
+    resolve = torch.ops.dass.resolve_cpu_isa
+    assert resolve("auto", ["default", "avx2", "avx512"]) == "avx512"  # e.g. Intel Xeon with AVX-512, Zen 4/5
+    assert resolve("auto", ["default", "avx2"]) == "avx2"  # an AVX2-only EPYC
+    assert resolve("auto", ["default"]) == "default"
+    assert resolve("avx2", ["default", "avx2", "avx512"]) == "avx2"
+    assert resolve("default", ["default", "avx2"]) == "default"
+    with pytest.raises(RuntimeError, match=r"cannot run the \"avx512\" kernels \(they need x86-64-v4: AVX-512"):
+        resolve("avx512", ["default", "avx2"])
+    with pytest.raises(RuntimeError, match=r"cannot run the \"avx2\" kernels .* it runs: default"):
+        resolve("avx2", ["default"])
+    with pytest.raises(RuntimeError, match=r"unknown CPU kernel variant \"sse4\"; choose \"auto\""):
+        resolve("sse4", ["default"])
+
+
+def test_set_cpu_isa_reports_and_refuses():
+    import dass_selective_scan
+
+    supported = dass_selective_scan.supported_cpu_isas()
+    assert supported[0] == "default" and set(supported) <= set(ISAS)
+    previous = dass_selective_scan.cpu_isa()
+    try:
+        assert dass_selective_scan.set_cpu_isa("auto") == supported[-1] == dass_selective_scan.cpu_isa()
+        assert dass_selective_scan.set_cpu_isa("default") == "default" == dass_selective_scan.cpu_isa()
+        for missing in set(ISAS) - set(supported):
+            with pytest.raises(RuntimeError, match=f'cannot run the "{missing}" kernels'):
+                dass_selective_scan.set_cpu_isa(missing)
+            assert dass_selective_scan.cpu_isa() == "default"  # a refused request changes nothing
+        with pytest.raises(RuntimeError, match="unknown CPU kernel variant"):
+            dass_selective_scan.set_cpu_isa("fastest")
+    finally:
+        dass_selective_scan.set_cpu_isa(previous)
+
+
+def test_environment_variable_forces_the_variant():
+    import subprocess
+    import sys
+
+    code = "import dass_selective_scan as d; print(d.cpu_isa())"
+    env = {k: v for k, v in os.environ.items() if k != "DASS_CPU_ISA"}
+    forced = subprocess.run([sys.executable, "-c", code], env={**env, "DASS_CPU_ISA": "default"},
+                            capture_output=True, text=True, check=True)
+    assert forced.stdout.strip() == "default"
+    bad = subprocess.run([sys.executable, "-c", code], env={**env, "DASS_CPU_ISA": "avx1024"},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "DASS_CPU_ISA='avx1024': dass: unknown CPU kernel variant" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bfloat16 / float16 inputs: float32 state and sums, outputs rounded once to the input dtype
+
+# Unit roundoff of the storage formats (8 and 11 significand bits): rounding to nearest changes a value by at most
+# this much relative to its magnitude (float16 also has subnormals, absolute error 2^-25, far below the scales here).
+UNIT_ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
+
+
+def low_precision_tolerance(length, state, dtype):
+    """The kernel reads the rounded inputs exactly (bfloat16/float16 -> float32 is exact) and computes as in
+    float32 (scan_tolerance); each low-precision output (y, du, ddelta, dB, dC) is then rounded once, adding at
+    most the unit roundoff times its magnitude. The reference runs in float64 on the very same rounded inputs,
+    so no input rounding enters the comparison."""
+    return scan_tolerance(length, state) + UNIT_ROUNDOFF[dtype]
+
+
+def check_low_precision(inputs, dy, height, width, dtype):
+    out = torch.ops.dass.cross_scan_fwd(*inputs, height, width)
+    assert out.dtype == dtype
+    tol = low_precision_tolerance(height * width, inputs[2].shape[-1], dtype)
+    assert_close_scaled(out, reference_output(inputs, height, width), "y", tol)
+    grads = torch.ops.dass.cross_scan_bwd(dy, *inputs, height, width)
+    for name, grad, ref, tensor in zip(INPUT_NAMES, grads, reference_gradients(inputs, dy, height, width), inputs):
+        assert grad.dtype == tensor.dtype and grad.shape == tensor.shape, name
+        assert torch.isfinite(grad).all(), name
+        assert_close_scaled(grad, ref, name, tol)
+
+
+def round_scan_inputs(inputs, dtype, indices=(0, 1, 3, 4)):
+    """u, delta, B, C (or the given ones) rounded to dtype; A, D, delta_bias stay float32."""
+    return tuple(t.to(dtype) if i in indices else t for i, t in enumerate(inputs))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize(
+    ("batch", "height", "width", "channels", "state", "memory"),
+    [(2, 13, 4, 37, 1, "short"), (1, 5, 7, 70, 2, "long")],
+)
+def test_low_precision_inputs_match_reference(isa, dtype, batch, height, width, channels, state, memory):
+    inputs = round_scan_inputs(make_inputs(batch, height, width, channels, state, memory), dtype)
+    check_low_precision(inputs, torch.randn(batch, height * width, channels).to(dtype), height, width, dtype)
+
+
+def test_low_precision_u_with_float32_projections_and_gradient():
+    """bfloat16 u / delta with float32 B, C and dy (the dtypes the CUDA kernels also take)."""
+    inputs = round_scan_inputs(make_inputs(2, 6, 11, 40, 1, "short"), torch.bfloat16, indices=(0, 1))
+    check_low_precision(inputs, torch.randn(2, 66, 40), 6, 11, torch.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_low_precision_loads_and_stores_round_like_torch(isa, dtype):
+    """With B = C = 0 the output is exactly sum_k D_k u in float32 (the state terms are 0), so y must equal torch's
+    rounding of D_0 * u to dtype bit for bit (D_1..3 = 0): round to nearest even, ties, subnormals, overflow to
+    infinity, NaN. The inputs cover every finite bit pattern of the format times a few scales."""
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    every_value = bits.view(dtype)
+    every_value = every_value[torch.isfinite(every_value.float())]
+    half_ulp = UNIT_ROUNDOFF[dtype]  # half the spacing of the format just above 1: 1 + half_ulp is a tie
+    scales = torch.tensor([1.0, 1.0 + half_ulp, 1.0 + 3 * half_ulp, 0.7, 3.3e4, 1.0 / 3.0, float("nan")])
+    channels = scales.numel()
+    u = every_value.view(1, -1, 1).expand(1, -1, channels).contiguous()
+    length = u.shape[1]
+    D = torch.zeros(NUM_DIRECTIONS, channels)
+    D[0] = scales
+    zeros = torch.zeros(1, NUM_DIRECTIONS, length, 1, dtype=dtype)
+    y = torch.ops.dass.cross_scan_fwd(
+        u,
+        torch.zeros(1, NUM_DIRECTIONS, length, channels, dtype=dtype),
+        -torch.ones(NUM_DIRECTIONS, channels, 1),
+        zeros,
+        zeros,
+        D,
+        torch.zeros(NUM_DIRECTIONS, channels),
+        1,
+        length,
+    )
+    expected = (u.float() * scales).to(dtype)
+    torch.testing.assert_close(y, expected, rtol=0, atol=0, equal_nan=True)
+    # and bit for bit, except the sign of zeros (the kernel adds the other directions' +0 terms) and NaN payloads
+    same_bits = y.view(torch.int16) == expected.view(torch.int16)
+    assert bool((same_bits | torch.isnan(expected.float()) | (expected == 0)).all())
+
+
+class ScanRecorder:
+    """A TorchDispatchMode (built lazily) that records the dtypes of u, delta, B, C of every dass.cross_scan_fwd call
+    and every op output (name, dtype, numel)."""
+
+    def __new__(cls):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Recorder(TorchDispatchMode):
+            def __init__(self):
+                super().__init__()
+                self.scans, self.outputs = [], []
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                if str(func).startswith("dass.cross_scan_fwd"):
+                    self.scans.append(tuple(args[i].dtype for i in (0, 1, 3, 4)))
+                if isinstance(out, torch.Tensor):
+                    self.outputs.append((str(func), out.dtype, out.numel()))
+                return out
+
+        return Recorder()
+
+
+def test_autocast_model_feeds_the_kernel_bfloat16():
+    """torch.autocast("cpu", bfloat16) around a float32 model: every scan gets bfloat16 u, delta, B and C."""
+    from transformers_dass import DassConfig, DassForAudioClassification
+
+    torch.manual_seed(0)
+    config = DassConfig(dims=[8, 16], depths=[1, 1], num_labels=3, drop_path_rate=0.0, num_mel_bins=16)
+    config.scan_backend = "cpu"
+    model = DassForAudioClassification(config).eval()
+    recorder = ScanRecorder()
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16), recorder:
+        model(torch.randn(1, 37, 16))
+    assert len(recorder.scans) == sum(config.depths)
+    assert set(recorder.scans) == {(torch.bfloat16,) * 4}
+
+
+def test_low_precision_model_core_runs_without_float32_copies():
+    """bfloat16 features through the compiled SS2D core: the kernel gets bfloat16 u and delta, the result is
+    bfloat16, and nothing of the size of the features (or larger) is copied to float32 on the way."""
+    from transformers_dass.ops import cross_selective_scan
+
+    batch, channels, height, width, rank = 2, 24, 6, 10, 2
+    x = torch.randn(batch, height, width, channels).permute(0, 3, 1, 2).bfloat16()  # channels-last, as the model's
+    weights = (
+        torch.randn(4, rank + 2, channels) * 0.3,
+        torch.randn(4, channels, rank) * 0.3,
+        torch.randn(4, channels) - 1.0,
+        torch.log(torch.rand(4 * channels, 1) + 0.1),
+        torch.randn(4 * channels),
+    )
+    recorder = ScanRecorder()
+    with torch.no_grad(), recorder, torch.autocast("cpu", torch.bfloat16):
+        y = cross_selective_scan(x, *weights, backend="cpu")
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape
+    assert recorder.scans == [(torch.bfloat16,) * 4]  # u, delta, B, C
+    big_float32 = [name for name, dtype, numel in recorder.outputs if dtype == torch.float32 and numel >= x.numel()]
+    assert big_float32 == [], big_float32

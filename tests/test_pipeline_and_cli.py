@@ -68,7 +68,7 @@ def test_pipeline_other_rate_without_torchaudio_names_the_fix(converted_tiny, ba
 
 def test_cli_classify_json_matches_the_model(converted_tiny, babble, capsys):
     path = require_fixture("babble_all.wav")
-    args = ["classify", str(path), "--model", str(converted_tiny), "--top-k", "4", "--json", "--clip-pooling", "mean"]
+    args = ["classify", str(path), "--model", str(converted_tiny), "--top-k", "4", "--json", "--clip-pooling", "mean", "--dtype", "float32"]
     assert cli_main(args) == 0
     predictions = json.loads(capsys.readouterr().out)
     assert all(set(p) == {"label", "score", "clip_pooling"} for p in predictions)

@@ -22,8 +22,8 @@ How the bounds are derived (forward error analysis, Higham ch. 2-3, in its proba
 from __future__ import annotations
 
 import copy
+import json
 import os
-import re
 
 import pytest
 import torch
@@ -34,6 +34,7 @@ from transformers_dass.demo_model import demo_model_path
 from transformers_dass.precision import (
     DTYPE_CHOICES,
     CpuCapabilities,
+    _keeps_float32,
     apply_precision,
     cpu_capabilities,
     resolve_dtype,
@@ -53,24 +54,20 @@ XEON_AMX = CpuCapabilities(avx512_bf16=True, amx_bf16=True)
 
 
 @pytest.mark.parametrize(
-    "capabilities, expected, unit",
+    "capabilities, expected, why",
     [
-        (AMD_AVX2, "float32", None),
-        (AVX512_NO_BF16, "float32", None),
+        (AMD_AVX2, "float32", "no native bf16"),
+        (AVX512_NO_BF16, "float32", "no native bf16"),
         (ZEN4_ZEN5, "bfloat16", "AVX512-BF16"),
         (XEON_AMX, "bfloat16", "AMX-BF16"),
-        (CpuCapabilities(avx512_bf16=True, amx_bf16=True, onednn=False), "float32", None),
-        (CpuCapabilities(avx512_bf16=True, isa_cap="AVX512_CORE"), "float32", None),
+        (CpuCapabilities(avx512_bf16=True, amx_bf16=True, onednn=False), "float32", "no oneDNN"),
+        (CpuCapabilities(avx512_bf16=True, isa_cap="AVX512_CORE"), "float32", "ONEDNN_MAX_CPU_ISA=AVX512_CORE"),
         (CpuCapabilities(avx512_bf16=True, isa_cap="avx512_core_bf16"), "bfloat16", "AVX512-BF16"),
     ],
 )
-def test_auto_takes_bfloat16_only_where_the_cpu_has_it(capabilities, expected, unit):
+def test_auto_takes_bfloat16_only_where_the_cpu_has_it(capabilities, expected, why):
     choice, reason = resolve_dtype("auto", capabilities=capabilities)
-    assert choice == expected and reason.startswith(f"{expected}: ")
-    if unit:
-        assert unit in reason
-    else:
-        assert "no native bf16" in reason
+    assert choice == expected and reason.startswith(f"{expected}: ") and why in reason
 
 
 def test_explicit_choices_are_kept_and_say_what_they_cost():
@@ -136,8 +133,7 @@ def _first_order_bound(model, input_values, perturbation, labels) -> torch.Tenso
 
 
 def _bf16_rounding(model, input_values, run):
-    kept = model._keep_in_fp32_modules_strict
-    cast = [p for n, p in model.named_parameters() if not any(re.search(k, n) for k in kept)]
+    cast = [p for n, p in model.named_parameters() if not _keeps_float32(model, n)]
     with _RecordOutputs() as recorder:
         logits = model(input_values).logits
     run["outputs"] = recorder.outputs
@@ -222,3 +218,20 @@ def test_int8_quantises_the_backbone_linears_only_and_leaves_the_original_alone(
     kinds = {type(m) for n, m in quantized.named_modules() if n.endswith(("in_proj", "out_proj", "fc1", "fc2"))}
     assert kinds == {torch.ao.nn.quantized.dynamic.Linear}
     assert isinstance(quantized.classifier, torch.nn.Linear) and type(model.dass.stages[0].blocks[0].mlp.fc1) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("dtype", ["auto", "bfloat16", "int8"])
+def test_cli_says_which_dtype_it_took_and_scores_with_that_model(dtype, capsys):
+    from transformers_dass.audio_io import load_audio
+    from transformers_dass.cli import classify_waveform, main
+    from transformers_dass.model_folder import load_model_and_extractor
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "seven_in_babble.wav")
+    assert main(["classify", path, "--top-k", "3", "--json", "--dtype", dtype]) == 0
+    captured = capsys.readouterr()
+    choice, reason = resolve_dtype(dtype)
+    assert captured.err == f"dass classify: dtype {reason}\n"
+    model, extractor = load_model_and_extractor(demo_model_path())
+    model = apply_precision(model.eval(), choice)
+    expected = classify_waveform(model, extractor, load_audio(path, sampling_rate=16000), top_k=3)
+    assert json.loads(captured.out) == expected

@@ -11,7 +11,7 @@ import soundfile
 import torch
 
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.cli import main
+from transformers_dass.cli import classify_waveform, main
 from transformers_dass.timeline import PLOT_HINT, Timeline, frame_scores, plot_timeline, segments, smooth, write_csv
 
 
@@ -79,6 +79,18 @@ def test_frame_scores_are_probabilities_of_the_frame_logits():
         frame_scores(tiny_model("regression"), features)
 
 
+def test_frame_scores_and_classify_score_an_unset_problem_type_alike():
+    """problem_type None: softmax in both, as transformers' audio-classification pipeline does."""
+    model = tiny_model(None)
+    waveform = torch.randn(16000 * 3, generator=torch.Generator().manual_seed(1)).numpy() * 0.1
+    extractor = DassFeatureExtractor()
+    features = extractor(waveform, sampling_rate=16000, return_tensors="pt")["input_values"][0]
+    timeline = frame_scores(model, features, show_progress=False)
+    np.testing.assert_allclose(timeline.scores.sum(axis=1), 1.0, rtol=1e-5)
+    top = classify_waveform(model, extractor, waveform, top_k=4, clip_pooling="mean")
+    assert abs(sum(item["score"] for item in top) - 1.0) < 1e-5
+
+
 @pytest.fixture
 def model_dir(tmp_path):
     folder = tmp_path / "model"
@@ -98,7 +110,7 @@ def wav(tmp_path):
 def test_cli_timeline_writes_csv_and_png(tmp_path, model_dir, wav, capsys):
     csv_path, png_path = tmp_path / "out.csv", tmp_path / "out.png"
     code = main(["timeline", str(wav), "--model", str(model_dir), "--threshold", "0", "--csv", str(csv_path),
-                 "--png", str(png_path), "--top-labels", "3"])  # fmt: skip
+                 "--dtype", "float32", "--png", str(png_path), "--top-labels", "3"])  # fmt: skip
     assert code == 0
     with open(csv_path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -43,13 +43,13 @@ def classify(client, path, **kwargs):
 
 def cli_labels(path, capsys) -> dict[str, float]:
     capsys.readouterr()
-    assert cli_main(["classify", str(path), "--json"]) == 0
+    assert cli_main(["classify", str(path), "--json", "--dtype", "float32"]) == 0
     return {item["label"]: item["score"] for item in json.loads(capsys.readouterr().out)}
 
 
 def cli_segments(path, tmp_path, capsys, *options) -> list[dict]:
     out = tmp_path / "segments.csv"
-    assert cli_main(["timeline", str(path), "--csv", str(out), "--no-png", *options]) == 0
+    assert cli_main(["timeline", str(path), "--csv", str(out), "--no-png", "--dtype", "float32", *options]) == 0
     capsys.readouterr()
     with open(out, newline="") as handle:
         return [

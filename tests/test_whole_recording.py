@@ -64,7 +64,7 @@ def test_pipeline_hears_an_event_at_40_s_as_the_model_and_the_cli_do(seven_at_40
     np.testing.assert_allclose([p["score"] for p in predictions], values.numpy(), rtol=0, atol=1e-4)
     torch.testing.assert_close(whole, scores_of(model, features["input_values"], clip_pooling="max"), rtol=0, atol=0)
 
-    assert cli_main(["classify", str(path), "--top-k", "3", "--json"]) == 0
+    assert cli_main(["classify", str(path), "--top-k", "3", "--json", "--dtype", "float32"]) == 0
     from_cli = json.loads(capsys.readouterr().out)
     assert [p["label"] for p in from_cli] == [p["label"] for p in predictions]
     assert {p["clip_pooling"] for p in from_cli} == {"max"}

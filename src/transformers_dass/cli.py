@@ -5,7 +5,10 @@
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
                   [--dtype {auto,float32,bfloat16,int8}]
+    dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--batch-size N]
+             [--num-workers N] [--dataset NAME_OR_PATH --split S --audio-column C]   (a table, resumable; torchrun)
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
+    dass export --format onnx --output FILE [--model DIR] [--opset N]  (needs the [onnx] extra)
 
 Exit status 0 when everything worked; 2 when an input file or the --model folder cannot be used: one
 `dass COMMAND: error: ...` line on stderr names it and what is wrong (`classify` still prints the results of the
@@ -84,14 +87,13 @@ def classify_waveform(model, extractor, waveform, top_k: int, clip_pooling: str 
     The features are the extractor's defaults, as in `pipeline()`: clips shorter than its `max_length` (10 s) are
     zero-padded to it, as in training; longer clips are kept whole (DASS has no positional embedding).
     """
-    from .readout import choose_clip_pooling, read_out
+    from .readout import choose_clip_pooling, label_scores, read_out
 
     input_values = extractor(waveform, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_values"]
     frames = input_values.shape[1]
     pooling = choose_clip_pooling(clip_pooling, model.config.clip_pooling, frames, model.config.training_length_frames)
     logits = read_out(model, input_values, [pooling]).clip_logits[pooling][0]
-    problem = model.config.problem_type
-    scores = logits if problem == "regression" else logits.sigmoid() if problem == "multi_label_classification" else logits.softmax(-1)
+    scores = label_scores(logits, model.config.problem_type)
     values, indices = scores.topk(top_k)
     return [
         {"label": model.config.id2label[i], "score": float(v), "clip_pooling": pooling}
@@ -172,6 +174,62 @@ def _timeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .onnx_export import export_onnx
+
+    try:
+        path = export_onnx(_model_dir(args), args.output, opset=args.opset)
+    except ImportError as error:
+        print(f"dass export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {path} (input_values: batch x frames x mel bins, any frames; outputs logits, frame_logits)")
+    return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    """Tag every input into the table OUT; exit 2 if any input could not be tagged (its row holds the error)."""
+    from .tagging import tag
+
+    if not args.inputs and args.dataset is None:
+        raise SystemExit("dass tag: give INPUT files, folders or manifests, or --dataset")
+    try:
+        summary = tag(
+            args.inputs,
+            model=_model_dir(args),
+            output=args.output,
+            dataset=args.dataset,
+            split=args.split,
+            audio_column=args.audio_column,
+            id_column=args.id_column,
+            manifest_column=args.manifest_column,
+            top_k=args.top_k,
+            clip_pooling=args.clip_pooling,
+            segments=args.segments,
+            threshold=args.threshold,
+            smoothing=args.smoothing,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            shard_size=args.shard_size,
+            overwrite=args.overwrite,
+            retry_failed=args.retry_failed,
+            device=args.device,
+            dtype=args.dtype,
+            show_progress=False if args.no_progress else None,
+        )
+    except ImportError as error:
+        print(f"dass tag: error: {error}", file=sys.stderr)
+        return 2
+    if summary.rank != 0:
+        return 0  # process 0 reports on the whole table and sets the exit status
+    for message in summary.errors:
+        print(f"dass tag: error: {message}", file=sys.stderr)
+    if summary.failed > len(summary.errors):
+        more = summary.failed - len(summary.errors)
+        print(f"dass tag: ... and {more} more: see the error column of {args.output}", file=sys.stderr)
+    print(f"dass tag: {summary.describe()}")
+    return 2 if summary.failed else 0
+
+
 MODEL_HELP = (
     "Folder (or Hub id) of a converted DASS model. Default: the small demo model bundled with the package "
     "(spoken digits and six synthetic sounds, not AudioSet; see model_cards/dass-demo-digits.md)."
@@ -223,10 +281,66 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--no-png", action="store_true", help="Write the CSV only.")
     _add_dtype_option(timeline)
     timeline.set_defaults(handler=_timeline)
+    export = commands.add_parser(
+        "export", help="Write the model as an ONNX graph for ONNX Runtime (dynamic batch and frames; [onnx] extra)."
+    )
+    export.add_argument("--format", required=True, choices=("onnx",), help="Output format (onnx).")
+    export.add_argument("--model", help=MODEL_HELP)
+    export.add_argument("--output", required=True, help="The .onnx file to write.")
+    export.add_argument("--opset", type=int, help="ONNX opset (>= 18; default: the exporter's).")
+    export.set_defaults(handler=_export)
+    _add_tag_command(commands)
     from .webapp import add_demo_command  # `dass demo`: the web page and API, transformers_dass.webapp
 
     add_demo_command(commands, MODEL_HELP)
     return parser
+
+
+def _add_tag_command(commands) -> None:
+    tag = commands.add_parser(
+        "tag",
+        help="Tag a whole archive into a table (Parquet/CSV/JSONL): top labels, and with --segments when sounds occur. "
+        "Resumable; runs under torchrun / accelerate launch.",
+    )
+    tag.add_argument(
+        "inputs", nargs="*", metavar="INPUT",
+        help="Audio files, folders (searched recursively for audio extensions) and manifests (.csv/.jsonl with a "
+        "path column).",
+    )  # fmt: skip
+    tag.add_argument(
+        "--output", required=True, metavar="OUT",
+        help="The table: .csv or .jsonl by extension, Parquet otherwise (needs pyarrow). Shards go to OUT.parts/ as "
+        "the run goes; rerunning the same command resumes.",
+    )  # fmt: skip
+    tag.add_argument("--model", help=MODEL_HELP)
+    _add_dtype_option(tag)  # OUT records the precision: a rerun in another one is refused, not mixed
+    tag.add_argument("--top-k", type=int, default=5, help="Labels per row, the best first (default 5).")
+    tag.add_argument("--clip-pooling", choices=CLIP_POOLING_CHOICES, default="auto", help="As for `dass classify`.")
+    tag.add_argument("--segments", action="store_true", help="Also the (start, end, label, score) segments of `dass timeline`.")
+    tag.add_argument("--threshold", type=float, default=0.5, help="Segments: score from which a step counts (default 0.5).")
+    tag.add_argument("--smoothing", type=int, default=1, help="Segments: moving average over N steps, N odd (default 1).")
+    tag.add_argument(
+        "--batch-size", type=int, default=None,
+        help="Clips per forward; only clips of one length are batched (default: 8 on a GPU, 1 on the CPU).",
+    )  # fmt: skip
+    tag.add_argument(
+        "--num-workers", type=int, default=None,
+        help="Processes decoding and computing features (0: none); default: cores per process minus one, at most 8.",
+    )  # fmt: skip
+    tag.add_argument("--shard-size", type=int, default=256, help="Rows per shard: what a kill can lose (default 256).")
+    tag.add_argument("--overwrite", action="store_true", help="Start OUT again even if it holds a run with other options.")
+    tag.add_argument("--retry-failed", action="store_true", help="On a rerun, tag again the inputs whose rows hold an error.")
+    tag.add_argument(
+        "--dataset", metavar="NAME_OR_PATH",
+        help="A Hugging Face dataset (Hub id, save_to_disk folder, parquet file or glob).",
+    )  # fmt: skip
+    tag.add_argument("--split", default="train", help="The dataset split (default train).")
+    tag.add_argument("--audio-column", default="audio", help="The dataset's audio column (default audio).")
+    tag.add_argument("--id-column", help="A dataset column that names each row (default: SPLIT/ROW).")
+    tag.add_argument("--manifest-column", default="path", help="The column of file paths in manifests (default path).")
+    tag.add_argument("--device", help="cpu, cuda or cuda:N (default: the process's GPU if there is one, else the CPU).")
+    tag.add_argument("--no-progress", action="store_true", help="No progress bar (default: one when stderr is a terminal).")
+    tag.set_defaults(handler=_tag)
 
 
 def main(argv: list[str] | None = None) -> int:

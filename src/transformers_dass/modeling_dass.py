@@ -180,9 +180,10 @@ class DassSS2D(nn.Module):
         self.act = nn.SiLU()
         self.x_proj_weight = nn.Parameter(torch.empty(NUM_DIRECTIONS, dt_rank + 2 * state, inner))
         self.dt_proj_weight = nn.Parameter(torch.empty(NUM_DIRECTIONS, inner, dt_rank))
-        self.dt_proj_bias = nn.Parameter(torch.empty(NUM_DIRECTIONS, inner))
-        self.A_log = nn.Parameter(torch.empty(NUM_DIRECTIONS * inner, state))
-        self.D = nn.Parameter(torch.empty(NUM_DIRECTIONS * inner))
+        # float32 whatever the default dtype: see DassPreTrainedModel._keep_in_fp32_modules_strict
+        self.dt_proj_bias = nn.Parameter(torch.empty(NUM_DIRECTIONS, inner, dtype=torch.float32))
+        self.A_log = nn.Parameter(torch.empty(NUM_DIRECTIONS * inner, state, dtype=torch.float32))
+        self.D = nn.Parameter(torch.empty(NUM_DIRECTIONS * inner, dtype=torch.float32))
         self.out_norm = nn.LayerNorm(inner, eps=config.layer_norm_eps)
         self.out_proj = nn.Linear(inner, dim, bias=False)
 
@@ -260,12 +261,11 @@ class DassPreTrainedModel(PreTrainedModel):
     input_modalities = ("audio",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["DassBlock"]
-    # Kept float32 when the model is loaded or cast in bf16/fp16 (precision.py; regexes on parameter names). The
+    # Kept float32 (created so, and when the model is loaded or cast in bf16/fp16: precision.py). The
     # scan reads A_log, D and the dt bias in float32 anyway (its state is float32), and rounding them to bf16 would
-    # move every step size: softplus(dt + bias) with bias ~ -2..-7 is off by up to |bias| * 2^-9 ~ 1.4 % (exp of the
-    # bias error), three times bf16's own rounding, in all 4 directions of every block. The classifier (hidden x
-    # labels, ~0.4 M multiply-adds) stays float32 so that logits and scores are not rounded to bf16's 8 bits.
-    _keep_in_fp32_modules_strict = [r"\.A_log$", r"\.D$", r"\.dt_proj_bias$", r"^classifier\."]
+    # move every step size: softplus(dt + bias) with bias ~ -2..-7 is off by up to |bias| * 2^-8 (2.7 % at -7: the
+    # exp of the bias error), seven times bf16's own rounding of 2^-8, in all 4 directions of every block.
+    _keep_in_fp32_modules_strict = ["A_log", "D", "dt_proj_bias"]
 
     def save_pretrained(self, save_directory, *args, save_original_format: bool = False, **kwargs):
         """`PreTrainedModel.save_pretrained`, writing this package's layout by default: a model read from the Hub
@@ -438,11 +438,17 @@ class DassModel(DassPreTrainedModel):
 
 
 class DassForAudioClassification(DassPreTrainedModel):
+    # Also the classifier (hidden x labels, ~0.4 M multiply-adds): float32 logits and scores, not rounded to bf16's
+    # 8 bits, for no measurable cost.
+    _keep_in_fp32_modules_strict = [*DassPreTrainedModel._keep_in_fp32_modules_strict, "classifier"]
+
     def __init__(self, config: DassConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.dass = DassModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        # float32 whatever the default dtype: see DassPreTrainedModel._keep_in_fp32_modules_strict
+        num_labels = config.num_labels
+        self.classifier = nn.Linear(config.hidden_size, num_labels, dtype=torch.float32) if num_labels > 0 else nn.Identity()
         self.post_init()
 
     def forward(

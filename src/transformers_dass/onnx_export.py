@@ -39,7 +39,7 @@ _TRACE_BATCH, _TRACE_FRAMES = 2, 300
 __all__ = ["export_onnx", "OnnxExportError", "INSTALL_HINT"]
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(ValueError):
     """The model cannot be exported as asked; the message names why and the fix."""
 
 
@@ -147,7 +147,7 @@ def export_onnx(model_or_dir, output_path, *, opset: int | None = None, optimize
     try:
         with _scan_backend(model, EXPORT_BACKEND), torch.no_grad():
             program = torch.onnx.export(
-                ExportableClassifier(model),
+                ExportableClassifier(model).eval(),
                 (example,),
                 dynamo=True,
                 input_names=[INPUT_NAME],

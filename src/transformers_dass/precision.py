@@ -53,6 +53,14 @@ class CpuCapabilities:
             return "AVX512-BF16"
         return None
 
+    def missing_bf16(self) -> str:
+        """Why bf16 would be emulated here (when `native_bf16()` is None)."""
+        if not self.onednn:
+            return "this torch build has no oneDNN"
+        if self.isa_cap and self.isa_cap.lower() in _ISA_CAPS_WITHOUT_BF16:
+            return f"ONEDNN_MAX_CPU_ISA={self.isa_cap} caps oneDNN below bf16"
+        return "this CPU has no native bf16 (no AVX512-BF16 or AMX-BF16)"
+
 
 @functools.lru_cache(maxsize=None)
 def cpu_capabilities() -> CpuCapabilities:
@@ -108,15 +116,16 @@ def resolve_dtype(
             native = torch.cuda.is_bf16_supported()
             return ("bfloat16", "bfloat16: this GPU supports it") if native else ("float32", "float32: this GPU has no bf16")
         return choice, f"{choice}: requested"
-    unit = (capabilities or cpu_capabilities()).native_bf16()
+    capabilities = capabilities or cpu_capabilities()
+    unit = capabilities.native_bf16()
     if choice == "auto":
         if unit is not None:
             return "bfloat16", f"bfloat16: this CPU has {unit}"
-        return "float32", "float32: this CPU has no native bf16 (no AVX512-BF16/AMX, or oneDNN capped below it)"
+        return "float32", f"float32: {capabilities.missing_bf16()}"
     if choice == "bfloat16":
         if unit is not None:
             return "bfloat16", f"bfloat16: requested; this CPU has {unit}"
-        return "bfloat16", "bfloat16: requested; this CPU has no native bf16, so it is emulated (slower than float32)"
+        return "bfloat16", f"bfloat16: requested; {capabilities.missing_bf16()}, so it is emulated (slower than float32)"
     if choice == "int8":
         return "int8", "int8: requested; dynamic quantisation of the linear layers"
     return "float32", "float32: requested"
@@ -142,10 +151,10 @@ def apply_precision(model: nn.Module, choice: str) -> nn.Module:
 
 
 def _keeps_float32(model: nn.Module, name: str) -> bool:
-    """Whether parameter `name` is one of the model's `_keep_in_fp32_modules_strict` (matched as transformers
-    matches them when loading with `from_pretrained(..., dtype=torch.bfloat16)`)."""
-    patterns = getattr(model, "_keep_in_fp32_modules_strict", None) or ()
-    return any(re.search(pattern, name) for pattern in patterns)
+    """Whether parameter `name` belongs to one of the model's `_keep_in_fp32_modules_strict` (a module or parameter
+    name, as a whole component of the dotted name)."""
+    names = getattr(model, "_keep_in_fp32_modules_strict", None) or ()
+    return any(re.search(rf"(?:^|\.){re.escape(kept)}(?:\.|$)", name) for kept in names)
 
 
 def _cast_keeping_float32(model: nn.Module, dtype: torch.dtype) -> nn.Module:

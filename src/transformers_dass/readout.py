@@ -30,6 +30,7 @@ __all__ = [
     "Readouts",
     "check_clip_pooling",
     "choose_clip_pooling",
+    "label_scores",
     "pool_frame_logits",
     "read_out",
     "resolve_clip_pooling",
@@ -63,6 +64,17 @@ def choose_clip_pooling(requested: str, model_pooling: str, frames: int, trainin
     `pipeline()` give; `"mean"` or `"max"` when forced."""
     check_clip_pooling(requested, "--clip-pooling", CLIP_POOLING_CHOICES)
     return resolve_clip_pooling(model_pooling if requested == "auto" else requested, frames, training_frames)
+
+
+def label_scores(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """Scores shown for logits (..., num_labels), by transformers' audio-classification pipeline rule: sigmoid for
+    `problem_type="multi_label_classification"`, the logits themselves for "regression", softmax otherwise
+    (None included). `dass classify`, `dass timeline` and archive tagging all score with this one rule."""
+    if problem_type == "regression":
+        return logits
+    if problem_type == "multi_label_classification":
+        return logits.sigmoid()
+    return logits.softmax(-1)
 
 
 def pool_frame_logits(frame_logits: torch.Tensor, pooling: str) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 `frame_scores` runs `DassForAudioClassification(..., return_frame_logits=True)` (through `readout.read_out`, the
 frame scores that the clip readouts use too) and turns the logits of every
-time step (0.32 s for DASS) into probabilities (sigmoid for multi-label models, softmax for single-label
-ones), optionally smoothed over neighbouring steps. `segments` merges consecutive steps at or above a
+time step (0.32 s for DASS) into scores by the pipeline's rule (`readout.label_scores`: sigmoid for multi-label
+models, softmax otherwise), optionally smoothed over neighbouring steps. `segments` merges consecutive steps at or above a
 threshold into (start, end, label, score) rows; `write_csv` and `plot_timeline` write them out. The command
 line front end is `dass timeline FILE --model DIR`.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .readout import read_out
+from .readout import label_scores, read_out
 
 PLOT_HINT = 'pip install "transformers-dass[plot]"'
 
@@ -31,6 +31,7 @@ __all__ = [
     "smooth",
     "strongest_labels",
     "timeline_of_file",
+    "timeline_of_frame_logits",
     "write_csv",
 ]
 
@@ -93,18 +94,39 @@ def frame_scores(
         frame_shift: seconds between input frames (10 ms for `DassFeatureExtractor`).
         show_progress: progress bar over the layers on the lean path; None: when stderr is a terminal.
     """
-    problem = model.config.problem_type
-    if problem == "regression":
-        raise ValueError("a timeline needs a classification model; this one has problem_type='regression'")
+    check_timeline_model(model)
     if input_values.ndim == 2:
         input_values = input_values.unsqueeze(0)
     if input_values.ndim != 3 or input_values.shape[0] != 1:
         raise ValueError(f"frame_scores takes one recording, (frames, mel bins); got shape {tuple(input_values.shape)}")
     show = sys.stderr.isatty() if show_progress is None else show_progress
-    logits = read_out(model, input_values, poolings=(), show_progress=show).frame_logits[0].float()
-    probabilities = logits.softmax(-1) if problem == "single_label_classification" else logits.sigmoid()
+    logits = read_out(model, input_values, poolings=(), show_progress=show).frame_logits[0]
+    return timeline_of_frame_logits(model, logits, input_values.shape[1], smoothing, frame_shift)
+
+
+def check_timeline_model(model) -> None:
+    """Refuse a regression model: a timeline needs label probabilities."""
+    if model.config.problem_type == "regression":
+        raise ValueError("a timeline needs a classification model; this one has problem_type='regression'")
+
+
+def timeline_of_frame_logits(
+    model, frame_logits: torch.Tensor, num_frames: int, smoothing: int = 1, frame_shift: float = 0.01
+) -> Timeline:
+    """The `Timeline` of one recording from its frame scores.
+
+    Args:
+        model: the `DassForAudioClassification` that computed them (its labels, problem type and time strides).
+        frame_logits: (time_steps, num_labels) logits of a forward on the recording's `num_frames` unpadded
+            input frames.
+        smoothing: odd moving-average window in steps (1: none).
+        frame_shift: seconds between input frames.
+    """
+    check_timeline_model(model)
+    logits = frame_logits.detach().float().cpu()
+    probabilities = label_scores(logits, model.config.problem_type)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    times = model.frame_step_times(input_values.shape[1], frame_shift).numpy()
+    times = model.frame_step_times(num_frames, frame_shift).numpy()
     return Timeline(times=times, scores=smooth(probabilities.numpy(), smoothing), labels=labels)
 
 

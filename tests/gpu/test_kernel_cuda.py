@@ -334,7 +334,7 @@ def check_against_reference(inputs, dy, height, width, tol):
     out = torch.ops.dass.cross_scan_fwd(*inputs, height, width)
     grads = torch.ops.dass.cross_scan_bwd(dy, *inputs, height, width)
     expected_y, expected_grads = reference(inputs, dy, height, width)
-    assert out.dtype == torch.float32 and out.shape == expected_y.shape
+    assert out.dtype == inputs[0].dtype and out.shape == expected_y.shape
     assert_close_scaled(out, expected_y, "y", tol)
     assert len(grads) == len(INPUT_NAMES)
     for name, grad, expected, tensor in zip(GRAD_NAMES, grads, expected_grads, inputs):

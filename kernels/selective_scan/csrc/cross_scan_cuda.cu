@@ -4,9 +4,10 @@
 // notes (chunked three-pass scan, thread mapping, how directions and reductions are summed) are in
 // cross_scan_cuda_kernels.cuh; this file checks the inputs, allocates and launches.
 //
-// dtypes: u and delta float32, float16 or bfloat16 (the same one); B and C any of those (read as float32);
-// A, D, delta_bias and dy float32. State and sums are float32. y, dA, dD, d(delta_bias) are float32; du,
-// ddelta, dB, dC come back in the dtype of u, delta, B, C.
+// dtypes (the same contract as the CPU kernels): u and delta float32, float16 or bfloat16 (the same one); B
+// and C any of those (read as float32); A, D, delta_bias float32; dy float32 or the dtype of u (read as
+// float32). State and sums are float32. dA, dD, d(delta_bias) are float32; y (summed in float32, then rounded
+// once), du, ddelta, dB, dC come back in the dtype of u, u, delta, B, C.
 
 // torch's CPU-only wheels ship the c10/cuda headers but not the cmake-generated cuda_cmake_macros.h, which
 // only sets a Windows export macro. Skipping it lets the CI compile check (check_cuda_compile.sh) build this
@@ -207,7 +208,7 @@ at::Tensor cross_scan_fwd_cuda(const at::Tensor& u, const at::Tensor& delta, con
   const c10::cuda::CUDAGuard guard(u.device());
   const auto f32 = u.options().dtype(at::kFloat);
   at::Tensor y = at::zeros({s.batch, s.length, s.channels}, f32);
-  if (y.numel() == 0) return y;
+  if (y.numel() == 0) return y.to(u.scalar_type());
   const at::Tensor B32 = as_float(B), C32 = as_float(C);
   ScanParams p = make_params(s, u, delta, A, B32, C32, D, delta_bias, height, width);
   p.y = y.data_ptr<float>();
@@ -228,7 +229,7 @@ at::Tensor cross_scan_fwd_cuda(const at::Tensor& u, const at::Tensor& delta, con
     p.H = chunk_state.data_ptr<float>();
     forward_launches<T_in, kN>(p, slice, StreamLauncher{stream});
   });
-  return y;
+  return y.to(u.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cross_scan_bwd_cuda(
@@ -236,7 +237,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& C, const at::Tensor& D, const at::Tensor& delta_bias, int64_t height, int64_t width) {
   const ScanShape s = check_inputs(u, delta, A, B, C, D, delta_bias, height, width);
   check_tensor(dy, "dy", 3, u.device());
-  check_dtype(dy, "dy", false);
+  TORCH_CHECK(dy.scalar_type() == at::kFloat || dy.scalar_type() == u.scalar_type(), "dass::cross_scan (CUDA): dy (",
+              dy.scalar_type(), ") must be float32 or have the dtype of u (", u.scalar_type(), ")");
   check_shape(dy, "dy (Bt, L, Dc)", u.sizes());
   const c10::cuda::CUDAGuard guard(u.device());
   const auto f32 = u.options().dtype(at::kFloat);
@@ -250,9 +252,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // Written once per element.
   at::Tensor ddelta = at::empty({s.batch, kDirections, s.length, s.channels}, delta.options());
   if (du.numel() > 0) {
-    const at::Tensor B32 = as_float(B), C32 = as_float(C);
+    const at::Tensor B32 = as_float(B), C32 = as_float(C), dy32 = as_float(dy);
     ScanParams p = make_params(s, u, delta, A, B32, C32, D, delta_bias, height, width);
-    p.dy = dy.data_ptr<float>();
+    p.dy = dy32.data_ptr<float>();
     p.ddelta = ddelta.data_ptr();
     p.du = du.data_ptr<float>();
     p.dA = dA.data_ptr<float>();

@@ -2,7 +2,9 @@
 // their own files (cross_scan_cpu.cpp, and cross_scan_cuda.cu when built with CUDA).
 //
 // Shapes: u (Bt, L, Dc) with L = height * width in row-major grid order, delta (Bt, 4, L, Dc),
-// A (4, Dc, N), B and C (Bt, 4, L, N), D and delta_bias (4, Dc); all float32 and contiguous.
+// A (4, Dc, N), B and C (Bt, 4, L, N), D and delta_bias (4, Dc); all contiguous. dtypes: see the backends'
+// files (u, delta float32 / float16 / bfloat16; A, D, delta_bias float32). The CPU kernels' instruction-set
+// variant is reported and forced by the ops of cpu_isa.cpp.
 #include <Python.h>
 #include <torch/library.h>
 

@@ -11,7 +11,10 @@ Here the same arithmetic runs in a shape that does not depend on the length:
   118 at 60,000 frames in the first stage) is solved in closed form: h_m = sum_{j<=m} exp(S[m, j]) drive_j, with
   S[m, j] the sum of the log decays after j up to m (all <= 0, summed without cancellation, so no overflow).
 
-So the graph works for any length, in O(L log CHUNK) work plus O(M^2) for the M top-level states.
+So it works for any length, in O(L log CHUNK) work plus O(M^2) for the M top-level states. Under `torch.export`
+the recurrence is one opaque operator (`linear_recurrence_op`), which `onnx_translation.py` writes out as this
+same algorithm in ONNX operators, its sizes computed in the graph (tracing the PyTorch code itself would make the
+tracer reason about, and guard on, the size arithmetic of every level).
 """
 
 from __future__ import annotations

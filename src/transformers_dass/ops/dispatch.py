@@ -99,6 +99,7 @@ def cross_selective_scan(
     backend: str = "auto",
 ) -> torch.Tensor:
     """SS2D core through the chosen backend. Shapes as in `cross_selective_scan_reference`:
-    x (B, D, H, W) -> (B, D, H, W) float32."""
+    x (B, D, H, W) -> (B, D, H, W), float32; except that the compiled backends ("cpu", "cuda") run float16 and
+    bfloat16 x natively (float32 state and sums) and return x's dtype."""
     implementation = _IMPLEMENTATIONS[resolve_backend(backend, x.device)]
     return implementation(x, x_proj_weight, dt_proj_weight, dt_proj_bias, A_log, D)

@@ -1,0 +1,25 @@
+"""Tagging a whole audio archive: `dass tag` and `tag()` (see README, "Tag an archive").
+
+Modules, one job each: `inputs` (files, folders, manifests, datasets -> a fixed list of inputs), `features`
+(decode + resample + features in DataLoader workers), `batching` (only clips of one length per batch),
+`predict` (the model step: `dass classify`'s scores and `dass timeline`'s segments), `table` (Parquet/CSV/JSONL),
+`store` (shards, resume, refusal of other options), `distributed` (torchrun / accelerate launch), `run` (`tag`).
+"""
+
+from .inputs import AUDIO_SUFFIXES, InputList, TagInput, discover_inputs
+from .run import TagSummary, model_fingerprint, tag
+from .store import RunOptionsError
+from .table import COLUMNS, read_rows
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "COLUMNS",
+    "InputList",
+    "RunOptionsError",
+    "TagInput",
+    "TagSummary",
+    "discover_inputs",
+    "model_fingerprint",
+    "read_rows",
+    "tag",
+]

@@ -1,0 +1,143 @@
+"""Where a `dass tag` run keeps its results: shards as it goes, the final table at the end, and what it ran with.
+
+For an output `OUT` (e.g. `tags.parquet`) the run writes into the folder `OUT.parts/`:
+
+    run.json                   the options that decide the rows (model fingerprint, top-k, readout, segments...)
+    rank00000-000001.parquet   shards: every `shard_size` rows of each process, written atomically
+    ...
+
+and, once every process is done, process 0 merges the shards into `OUT`, one row per input in input order. A
+rerun of the same command reads the shards, skips the inputs that already have a row and tags the rest; a kill
+loses at most the rows of each process's unwritten shard. A rerun with other options into the same OUT is
+refused (`RunOptionsError`) unless `overwrite` clears the folder first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from .table import read_rows, table_format, write_rows
+
+__all__ = ["RunOptionsError", "RunStore", "ShardWriter"]
+
+RUN_FILE = "run.json"
+SHARD_NAME = re.compile(r"^rank(\d{5})-(\d{6})\.(parquet|csv|jsonl)$")
+
+
+class RunOptionsError(ValueError):
+    """OUT holds the results of a run with other options (or a file `dass tag` did not write)."""
+
+
+class RunStore:
+    """The shards folder and final table of one output path."""
+
+    def __init__(self, output: str | os.PathLike, with_segments: bool):
+        self.output = Path(output)
+        self.kind = table_format(self.output)
+        self.parts = self.output.with_name(self.output.name + ".parts")
+        self.with_segments = with_segments
+
+    def check(self, options: dict, overwrite: bool) -> None:
+        """Raise `RunOptionsError` unless a run with `options` may write here: nothing there yet, a run with
+        the same options to resume, or `overwrite`. Changes nothing on disk."""
+        if overwrite:
+            return
+        run_file = self.parts / RUN_FILE
+        if run_file.is_file():
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+            changed = sorted(key for key in set(previous) | set(options) if previous.get(key) != options.get(key))
+            if changed:
+                details = "; ".join(f"{key}: {previous.get(key)!r} there, {options.get(key)!r} now" for key in changed)
+                raise RunOptionsError(
+                    f"{self.output} holds results of a run with other options ({details}); rerun with the same "
+                    "options to resume it, choose another --output, or pass --overwrite to start again"
+                )
+        elif self.output.exists():
+            raise RunOptionsError(
+                f"{self.output} exists and was not written by `dass tag` (there is no {self.parts.name}/ beside it); "
+                "choose another --output or pass --overwrite to replace it"
+            )
+
+    def prepare(self, options: dict, overwrite: bool) -> None:
+        """Process 0, before the others start: clear everything when overwriting; record the options."""
+        if overwrite:
+            if self.parts.exists():
+                shutil.rmtree(self.parts)
+            if self.output.exists():
+                self.output.unlink()
+        self.parts.mkdir(parents=True, exist_ok=True)
+        run_file = self.parts / RUN_FILE
+        if not run_file.exists():
+            temporary = run_file.with_name(f".{RUN_FILE}.tmp-{os.getpid()}")
+            temporary.write_text(json.dumps(options, indent=2, sort_keys=True), encoding="utf-8")
+            os.replace(temporary, run_file)
+
+    def shard_paths(self) -> list[Path]:
+        """The shards written so far, oldest first (by modification time, then name)."""
+        if not self.parts.is_dir():
+            return []
+        shards = [path for path in self.parts.iterdir() if SHARD_NAME.match(path.name)]
+        return sorted(shards, key=lambda path: (path.stat().st_mtime_ns, path.name))
+
+    def rows(self) -> dict[str, dict]:
+        """Every row in the shards by id; where an id has rows in several shards (a failed input tried again),
+        the newest wins."""
+        found: dict[str, dict] = {}
+        for path in self.shard_paths():
+            for row in read_rows(path, SHARD_NAME.match(path.name).group(3)):
+                found[row["id"]] = row
+        return found
+
+    def writer(self, rank: int, shard_size: int) -> ShardWriter:
+        return ShardWriter(self, rank, shard_size)
+
+    def merge(self, ids: list[str]) -> list[dict]:
+        """Write OUT: the row of every id in `ids`, in that order. Raises if one has no row (a process failed)."""
+        found = self.rows()
+        missing = [key for key in ids if key not in found]
+        if missing:
+            raise RuntimeError(
+                f"{len(missing)} input(s) have no row in {self.parts} (e.g. {missing[0]}): a process stopped before "
+                "writing them; rerun the same command to tag them"
+            )
+        table = [found[key] for key in ids]
+        write_rows(self.output, table, self.with_segments, self.kind)
+        return table
+
+
+class ShardWriter:
+    """Buffers one process's rows and writes them as numbered shards of `shard_size` rows."""
+
+    def __init__(self, store: RunStore, rank: int, shard_size: int):
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        self.store = store
+        self.rank = rank
+        self.shard_size = shard_size
+        numbers = [
+            int(match.group(2))
+            for match in (SHARD_NAME.match(path.name) for path in store.shard_paths())
+            if int(match.group(1)) == rank
+        ]
+        self._next = max(numbers, default=0) + 1
+        self._buffer: list[dict] = []
+
+    def add(self, rows: list[dict]) -> None:
+        self._buffer += rows
+        while len(self._buffer) >= self.shard_size:
+            self._write(self._buffer[: self.shard_size])
+            self._buffer = self._buffer[self.shard_size :]
+
+    def close(self) -> None:
+        if self._buffer:
+            self._write(self._buffer)
+            self._buffer = []
+
+    def _write(self, rows: list[dict]) -> None:
+        name = f"rank{self.rank:05d}-{self._next:06d}.{self.store.kind}"
+        write_rows(self.store.parts / name, rows, self.store.with_segments, self.store.kind)
+        self._next += 1
