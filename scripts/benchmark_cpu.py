@@ -51,9 +51,12 @@ import tempfile
 import time
 import types
 
+from pathlib import Path
+
 import torch
 
-from benchmark import cpu_name, cpu_seconds  # scripts/benchmark.py, beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark import cpu_name, cpu_seconds  # noqa: E402  (scripts/benchmark.py's machine line and CPU clock)
 
 MODELS = ("ast", "cnn14", "small", "medium")
 PRECISIONS = ("fp32", "bf16", "bf16-autocast", "int8", "onnx")
