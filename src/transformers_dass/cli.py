@@ -87,17 +87,13 @@ def classify_waveform(model, extractor, waveform, top_k: int, clip_pooling: str 
     The features are the extractor's defaults, as in `pipeline()`: clips shorter than its `max_length` (10 s) are
     zero-padded to it, as in training; longer clips are kept whole (DASS has no positional embedding).
     """
-    from .readout import choose_clip_pooling, label_scores, read_out
+    from .readout import top_labels
 
     input_values = extractor(waveform, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_values"]
-    frames = input_values.shape[1]
-    pooling = choose_clip_pooling(clip_pooling, model.config.clip_pooling, frames, model.config.training_length_frames)
-    logits = read_out(model, input_values, [pooling]).clip_logits[pooling][0]
-    scores = label_scores(logits, model.config.problem_type)
-    values, indices = scores.topk(top_k)
+    best = top_labels(model, input_values, clip_pooling, top_k)
     return [
-        {"label": model.config.id2label[i], "score": float(v), "clip_pooling": pooling}
-        for v, i in zip(values.tolist(), indices.tolist())
+        {"label": model.config.id2label[i], "score": float(v), "clip_pooling": best.pooling}
+        for v, i in zip(best.scores[0].tolist(), best.indices[0].tolist())
     ]
 
 

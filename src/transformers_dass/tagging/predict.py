@@ -1,8 +1,7 @@
 """The model step of `dass tag`: a batch of equal-length features -> one table row per input.
 
-The numbers are those of `dass classify` (readout: `readout.choose_clip_pooling` and `read_out`; scores:
-`readout.label_scores`; top k by `topk`) and, for segments, of `dass timeline` (`timeline.timeline_of_frame_logits`
-on the unpadded features, then `timeline.segments`).
+The numbers are those of `dass classify` (`readout.top_labels`, the step it runs too) and, for segments, of
+`dass timeline` (`timeline.timeline_of_frame_logits` on the unpadded features, then `timeline.segments`).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..readout import choose_clip_pooling, label_scores, read_out
+from ..readout import read_out, top_labels
 from ..timeline import segments as find_segments
 from ..timeline import timeline_of_frame_logits
 from .batching import batches_of_equal_length
@@ -46,9 +45,7 @@ class Predictor:
         """Rows of a batch of inputs whose `input_values` all have the same frame count."""
         config = self.model.config
         features = torch.stack([item.input_values for item in batch]).to(self.device)
-        pooling = choose_clip_pooling(self.clip_pooling, config.clip_pooling, features.shape[1], config.training_length_frames)
-        readouts = read_out(self.model, features, [pooling])
-        values, indices = label_scores(readouts.clip_logits[pooling], config.problem_type).float().topk(self.top_k, dim=-1)
+        best = top_labels(self.model, features, self.clip_pooling, self.top_k)
         rows = []
         for b, item in enumerate(batch):
             source = inputs[item.position]
@@ -57,14 +54,14 @@ class Predictor:
                 "path": source.path,
                 "duration_s": item.duration_s,
                 "sample_rate": item.sample_rate,
-                "labels": [config.id2label[i] for i in indices[b].tolist()],
-                "scores": values[b].tolist(),
-                "clip_pooling": pooling,
+                "labels": [config.id2label[i] for i in best.indices[b].tolist()],
+                "scores": best.scores[b].tolist(),
+                "clip_pooling": best.pooling,
                 "error": None,
             }
             rows.append(row)
         if self.segments:
-            for row, segments in zip(rows, self._segments(batch, readouts.frame_logits)):
+            for row, segments in zip(rows, self._segments(batch, best.readouts.frame_logits)):
                 row["segments"] = segments
         return rows
 
