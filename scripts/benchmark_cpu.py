@@ -20,10 +20,10 @@ Cases (each in its own subprocess, so that its peak RSS, which includes ~0.3 GB 
   precisions  fp32; bf16 (parameters and inputs cast to bfloat16; DASS keeps its scan parameters and head in
               fp32); bf16-autocast (fp32 weights under torch.autocast("cpu", bfloat16)); int8 (dynamic
               quantisation of the linears: int8 weights, activations quantised per call); onnx (DASS only:
-              fp32 graph from transformers_dass.onnx_export run by ONNX Runtime with intra-op threads =
+              fp32 graph from transformers_dass.inference.onnx_export run by ONNX Runtime with intra-op threads =
               --threads, exported once per model in its own process before its cases; above 60 s only when
               --precisions names it, since ONNX Runtime has no lean path: past 18 GB at 600 s).
-              bf16 and int8 are transformers_dass.precision.apply_precision's formats, for every model.
+              bf16 and int8 are transformers_dass.inference.precision.apply_precision's formats, for every model.
   lengths     --seconds of audio: 10 s = 1024 frames (AST's input; both feature extractors pad 10 s to it),
               otherwise the kaldi frame count of that many seconds at 16 kHz (60 s = 5998 frames); CNN14 gets
               seconds x 32000 samples. Random weights and inputs: speed does not depend on them.
@@ -75,7 +75,7 @@ ISA_FLAGS = (
 )  # fmt: skip
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 INSTALL_HINT = 'pip install "transformers-dass[bench]"'
-# Precision names of this script -> choices of transformers_dass.precision.apply_precision.
+# Precision names of this script -> choices of transformers_dass.inference.precision.apply_precision.
 LIBRARY_PRECISION = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}
 AST_MAX_MEMORY_FRACTION = 0.8  # of MemAvailable: what an AST case may be estimated to need before it is skipped
 ASSUMED_FLOPS_PER_THREAD = 200e9  # AST's time estimate before it is measured: 2x what a Zen 5 core reached in fp32
@@ -106,7 +106,7 @@ class Case:
 
 def input_frames(seconds: float) -> int:
     """Frames the models see for `seconds` of audio: kaldi's count at 16 kHz, padded up to AST's 1024."""
-    from transformers_dass.feature_extraction_dass import num_frames
+    from transformers_dass.audio.fbank import num_frames
 
     return max(1024, num_frames(round(seconds * 16000)))
 
@@ -203,12 +203,12 @@ def load_cnn14_class() -> type:
 
 def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """The one place where a case's precision is applied to its fp32 model: every model gets the library's recipe
-    (transformers_dass.precision: bf16 casts parameters, keeping those a DASS model lists in fp32; int8 quantises
+    (transformers_dass.inference.precision: bf16 casts parameters, keeping those a DASS model lists in fp32; int8 quantises
     the linears dynamically, int8 weights with per-channel scales). bf16-autocast leaves the model in fp32 and is
     applied around the call."""
     if precision == "bf16-autocast":
         return model
-    from transformers_dass.precision import apply_precision as library_apply
+    from transformers_dass.inference.precision import apply_precision as library_apply
 
     return library_apply(model, LIBRARY_PRECISION[precision])
 
@@ -298,9 +298,9 @@ def onnxruntime_missing() -> str | None:
 
 def export_onnx_model(spec: dict) -> dict:
     """Child process: export the fp32 DASS model of `spec` to spec["onnx_path"]; returns the export's cost."""
-    if importlib.util.find_spec("transformers_dass.onnx_export") is None:
-        raise Unavailable("this install has no transformers_dass.onnx_export")
-    from transformers_dass.onnx_export import export_onnx
+    if importlib.util.find_spec("transformers_dass.inference.onnx_export") is None:
+        raise Unavailable("this install has no transformers_dass.inference.onnx_export")
+    from transformers_dass.inference.onnx_export import export_onnx
 
     for package in ("onnx", "onnxscript"):  # what torch.onnx.export(dynamo=True) writes through
         if importlib.util.find_spec(package) is None:

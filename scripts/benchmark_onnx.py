@@ -4,7 +4,7 @@
                                      [--repeats 3] [--onnx FILE]
 
 Builds the model with random weights (speed does not depend on them), exports it once with
-`transformers_dass.onnx_export.export_onnx` (or reuses --onnx FILE if it exists), then for each case FRAMESxBATCH
+`transformers_dass.inference.onnx_export.export_onnx` (or reuses --onnx FILE if it exists), then for each case FRAMESxBATCH
 times PyTorch (the model as users call it: every setting "auto", so the compiled scan where it is built and, from
 `config.lean_threshold_frames` frames, the lean path) and an ONNX Runtime session on the CPU with the same number
 of threads. Prints the machine, then one row per case: median wall time and process CPU time of each, the ratio
@@ -74,7 +74,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from transformers_dass import DassConfig, DassForAudioClassification
-    from transformers_dass.onnx_export import export_onnx
+    from transformers_dass.inference.onnx_export import export_onnx
     from transformers_dass.ops import resolve_backend
 
     torch.set_num_threads(args.threads)

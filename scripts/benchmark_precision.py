@@ -30,8 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import cpu_name  # noqa: E402
 
-from transformers_dass import DassConfig, DassForAudioClassification, fused_linear  # noqa: E402
-from transformers_dass.precision import apply_precision, resolve_dtype  # noqa: E402
+from transformers_dass import DassConfig, DassForAudioClassification
+from transformers_dass.model import fused_linear  # noqa: E402
+from transformers_dass.inference.precision import apply_precision, resolve_dtype  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16", "bf16-autocast", "int8", "float32-aten")
 

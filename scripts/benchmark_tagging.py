@@ -71,7 +71,7 @@ def small_model(folder: Path) -> Path:
 def baseline(model_dir: str, files: list[Path]) -> float:
     """Seconds `dass classify` takes over `files`, one by one in this process (model already loaded)."""
     from transformers_dass.cli import _classify_file
-    from transformers_dass.model_folder import load_model_and_extractor
+    from transformers_dass.inference.loading import load_model_and_extractor
 
     model, extractor = load_model_and_extractor(model_dir)
     start = time.perf_counter()
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["demo", "small"], choices=["demo", "small"])
     args = parser.parse_args()
 
-    from transformers_dass.demo_model import demo_model_path
+    from transformers_dass.inference.loading import demo_model_path
 
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}, {torch.get_num_threads()} threads")
     started = time.perf_counter()

@@ -32,7 +32,7 @@ from datasets import Audio, Dataset, Features, List, Value
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, HfArgumentParser
 
 from transformers_dass import DassFeatureExtractor
-from transformers_dass.data import (
+from transformers_dass.training.data import (
     TEACHER_LOGITS_COLUMN,
     AudioDecodeError,
     SkipCounter,
@@ -40,7 +40,7 @@ from transformers_dass.data import (
     load_audio_dataset,
     split_for_node,
 )
-from transformers_dass.distillation import prepare_teacher
+from transformers_dass.training.distillation import prepare_teacher
 
 logger = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

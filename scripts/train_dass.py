@@ -24,7 +24,7 @@ import transformers
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, HfArgumentParser, set_seed
 
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.data import (
+from transformers_dass.training.data import (
     ClassBalancedRepeat,
     DassAudioCollator,
     LabelEncoder,
@@ -36,13 +36,13 @@ from transformers_dass.data import (
     load_label_counts,
     save_label_counts,
 )
-from transformers_dass.distillation import (
+from transformers_dass.training.distillation import (
     DassDistillationTrainer,
     DistillationTrainingArguments,
     average_checkpoints,
-    compute_tagging_metrics,
     select_checkpoints,
 )
+from transformers_dass.training.metrics import compute_tagging_metrics
 
 logger = logging.getLogger(__name__)
 

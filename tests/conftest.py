@@ -37,7 +37,7 @@ def converted_tiny(tmp_path_factory, original_tiny_weights) -> Path:
     """original_tiny converted to a model folder (config.json, model.safetensors, preprocessor_config.json)."""
     from safetensors.torch import save_file
 
-    from transformers_dass.conversion import convert_checkpoint
+    from transformers_dass.model.conversion import convert_checkpoint
 
     folder = tmp_path_factory.mktemp("converted_tiny")
     checkpoint = folder / "original.safetensors"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from transformers_dass import DassConfig, DassForAudioClassification
-from transformers_dass.conversion import build_model
+from transformers_dass.model.conversion import build_model
 from transformers_dass.ops import available_backends, cross_selective_scan
 
 from .tolerances import assert_close_scaled, gamma, scan_tolerance

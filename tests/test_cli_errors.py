@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from transformers_dass.cli import main as cli_main
-from transformers_dass.demo_model import demo_model_path
+from transformers_dass.inference.loading import demo_model_path
 
 from .conftest import require_fixture
 

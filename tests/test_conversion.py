@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 from transformers_dass import DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.conversion import (
+from transformers_dass.model.conversion import (
     CheckpointConversionError,
     build_model,
     convert_checkpoint,

@@ -1,4 +1,4 @@
-"""transformers_dass.data: streamed AudioSet-schema parquet, labels, decoding, augmentation, sharding, balancing.
+"""transformers_dass.training.data: streamed AudioSet-schema parquet, labels, decoding, augmentation, sharding, balancing.
 
 The helpers at the top write a tiny dataset in the schema of the Hub AudioSet datasets (`video_id`, `audio` as
 48 / 44.1 kHz FLAC bytes, `labels` = mids, `human_labels`); test_distillation.py and test_train_script.py use
@@ -17,7 +17,7 @@ import torch
 from datasets import Audio, Dataset, Features, IterableDataset, List, Value
 
 from transformers_dass import DassConfig, DassFeatureExtractor
-from transformers_dass.data import (
+from transformers_dass.training.data import (
     ClassBalancedRepeat,
     DassAudioCollator,
     LabelEncoder,
@@ -163,7 +163,7 @@ def test_decode_audio_accepts_bytes_paths_and_arrays(tmp_path):
     ],
 )
 def test_decode_audio_rejects_unusable_clips(value, message):
-    from transformers_dass.data import AudioDecodeError
+    from transformers_dass.training.data import AudioDecodeError
 
     with pytest.raises(AudioDecodeError, match=message):
         decode_audio(value)

@@ -20,7 +20,7 @@ from transformers import AutoModelForAudioClassification
 
 from tests.test_train_script import SCRIPTS, common_args, setup  # noqa: F401  (setup is a fixture)
 from transformers_dass import DassForAudioClassification
-from transformers_dass.data import load_audio_dataset, split_for_node
+from transformers_dass.training.data import load_audio_dataset, split_for_node
 
 WORLD_SIZE = 2
 
@@ -29,8 +29,8 @@ PROBE = textwrap.dedent(
     import json, os
 
     if os.environ.get("DASS_DDP_PROBE_DIR") and "LOCAL_RANK" in os.environ:  # the torchrun workers only
-        from transformers_dass.data.collator import DassAudioCollator
-        from transformers_dass.distillation import DassDistillationTrainer
+        from transformers_dass.training.data.collator import DassAudioCollator
+        from transformers_dass.training.distillation import DassDistillationTrainer
 
         def _append(name, record):
             path = os.path.join(os.environ["DASS_DDP_PROBE_DIR"], f"{name}-rank{os.environ['RANK']}.jsonl")

@@ -16,19 +16,17 @@ from transformers import ASTConfig, ASTForAudioClassification, TrainerCallback
 
 from tests.test_data import MAX_LENGTH, labels_csv, tiny_extractor, write_audioset_shards
 from transformers_dass import DassConfig, DassForAudioClassification
-from transformers_dass.data import DassAudioCollator, LabelEncoder, load_audio_dataset
-from transformers_dass.distillation import (
+from transformers_dass.training.data import DassAudioCollator, LabelEncoder, load_audio_dataset
+from transformers_dass.training.distillation import (
     DassDistillationTrainer,
     DistillationTrainingArguments,
     TeacherEnsemble,
-    area_under_roc,
     average_checkpoints,
-    average_precision,
     distillation_loss,
     label_loss,
     select_checkpoints,
-    tagging_metrics,
 )
+from transformers_dass.training.metrics import area_under_roc, average_precision, tagging_metrics
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from transformers_dass.feature_extraction_dass import DassFeatureExtractor, kaldi_fbank, num_frames
+from transformers_dass.model.feature_extraction_dass import DassFeatureExtractor
+from transformers_dass.audio.fbank import kaldi_fbank, num_frames
 
 from .conftest import require_fixture
 from .fbank_tolerance import assert_log_mel_close, centred
@@ -120,7 +121,7 @@ def test_long_clips_are_kept_whole_by_default(extractor):
 def test_truncation_cuts_to_leading_frames_and_says_how_much(extractor, caplog):
     audio = noise(3)
     full = features(extractor, audio, max_length=None)
-    with caplog.at_level(logging.INFO, logger="transformers_dass.feature_extraction_dass"):
+    with caplog.at_level(logging.INFO, logger="transformers_dass.model.feature_extraction_dass"):
         cut = features(extractor, audio, max_length=100, truncation=True)
         features(extractor, audio, max_length=100, truncation=True)
         features(extractor, noise(0.5), max_length=100, truncation=True)  # 48 frames: padded, nothing cut
@@ -236,7 +237,7 @@ def test_wrong_sampling_rate_is_refused(extractor):
 
 def test_missing_sampling_rate_warns_once(extractor, caplog):
     logging.Logger.warning_once.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="transformers_dass.feature_extraction_dass"):
+    with caplog.at_level(logging.WARNING, logger="transformers_dass.model.feature_extraction_dass"):
         extractor(noise(1))
         extractor(noise(1))
     warnings = [r for r in caplog.records if "sampling_rate" in r.getMessage()]

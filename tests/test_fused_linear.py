@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformers_dass import fused_linear
-from transformers_dass.fused_linear import linear
+from transformers_dass.model import fused_linear
+from transformers_dass.model.fused_linear import linear
 
 from .tolerances import gamma
 

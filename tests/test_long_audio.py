@@ -8,9 +8,12 @@ import soundfile
 import torch
 
 from transformers_dass import DassFeatureExtractor
-from transformers_dass.audio_io import load_audio, resample
-from transformers_dass.feature_extraction_dass import kaldi_fbank
-from transformers_dass.long_audio import BlockResampler, FbankStream, long_audio_features, stream_audio
+from transformers_dass.audio.io import load_audio
+from transformers_dass.audio.resample import resample
+from transformers_dass.audio.fbank import kaldi_fbank
+from transformers_dass.audio.resample import BlockResampler
+from transformers_dass.audio.stream import FbankStream, stream_audio
+from transformers_dass.inference.features import long_audio_features
 
 from .fbank_tolerance import assert_log_mel_close
 

@@ -139,7 +139,7 @@ def test_cards_have_no_placeholders(name):
 def test_demo_card_matches_the_bundled_model():
     """The demo card is the README.md of the folder that ships in the package, and reports its size and labels."""
     from transformers_dass import DassConfig
-    from transformers_dass.demo_model import DEMO_MODEL_DIR
+    from transformers_dass.inference.loading import DEMO_MODEL_DIR
 
     card = read_card(DEMO_CARD)
     assert (DEMO_MODEL_DIR / "README.md").read_text(encoding="utf-8") == card

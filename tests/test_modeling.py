@@ -10,7 +10,7 @@ import torch
 import transformers_dass  # noqa: F401  (registers the Auto classes)
 from transformers import AutoModel, AutoModelForAudioClassification
 from transformers_dass import DassConfig, DassForAudioClassification, DassModel
-from transformers_dass.conversion import build_model
+from transformers_dass.model.conversion import build_model
 
 from .conftest import require_fixture
 

@@ -30,8 +30,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from transformers_dass import DassForAudioClassification
-from transformers_dass.demo_model import demo_model_path
-from transformers_dass.precision import (
+from transformers_dass.inference.loading import demo_model_path
+from transformers_dass.inference.precision import (
     DTYPE_CHOICES,
     CpuCapabilities,
     _keeps_float32,
@@ -222,9 +222,10 @@ def test_int8_quantises_the_backbone_linears_only_and_leaves_the_original_alone(
 
 @pytest.mark.parametrize("dtype", ["auto", "bfloat16", "int8"])
 def test_cli_says_which_dtype_it_took_and_scores_with_that_model(dtype, capsys):
-    from transformers_dass.audio_io import load_audio
-    from transformers_dass.cli import classify_waveform, main
-    from transformers_dass.model_folder import load_model_and_extractor
+    from transformers_dass.audio.io import load_audio
+    from transformers_dass.inference.classify import classify_waveform
+    from transformers_dass.cli import main
+    from transformers_dass.inference.loading import load_model_and_extractor
 
     path = os.path.join(os.path.dirname(__file__), "..", "examples", "seven_in_babble.wav")
     assert main(["classify", path, "--top-k", "3", "--json", "--dtype", dtype]) == 0

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
 from transformers_dass.cli import main as cli_main
-from transformers_dass.readout import choose_clip_pooling, pool_frame_logits, read_out, resolve_clip_pooling
+from transformers_dass.model.readout import choose_clip_pooling, pool_frame_logits, read_out, resolve_clip_pooling
 
 from .conftest import require_fixture
 from .test_lean_inference import BACKENDS

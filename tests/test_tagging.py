@@ -20,14 +20,14 @@ import soundfile
 import torch
 
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.audio_io import load_audio
+from transformers_dass.audio.io import load_audio
 from transformers_dass.cli import main as cli_main
-from transformers_dass.model_folder import load_model_and_extractor
+from transformers_dass.inference.loading import load_model_and_extractor
 from transformers_dass.tagging import RunOptionsError, discover_inputs, read_rows, tag
 from transformers_dass.tagging.batching import batches_of_equal_length
 from transformers_dass.tagging.distributed import share
 from transformers_dass.tagging.features import DecodedInput
-from transformers_dass.timeline import segments, timeline_of_file
+from transformers_dass.inference.timeline import segments, timeline_of_file
 
 LABELS = ["alarm", "bird", "car", "dog", "engine"]
 # Scores of one clip batched with others vs alone (and features read whole vs in blocks): the same float32

@@ -11,8 +11,17 @@ import soundfile
 import torch
 
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.cli import classify_waveform, main
-from transformers_dass.timeline import PLOT_HINT, Timeline, frame_scores, plot_timeline, segments, smooth, write_csv
+from transformers_dass.inference.classify import classify_waveform
+from transformers_dass.cli import main
+from transformers_dass.inference.timeline import (
+    PLOT_HINT,
+    Timeline,
+    frame_scores,
+    plot_timeline,
+    segments,
+    smooth,
+    write_csv,
+)
 
 
 def test_smooth_equals_a_plain_loop():

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from transformers import AutoConfig, AutoModelForAudioClassification
 from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.auto_module import AUTO_MAP, AUTO_MODULE_FILE, AUTO_MODULE_SOURCE
+from transformers_dass.model.auto_module import AUTO_MAP, AUTO_MODULE_FILE, AUTO_MODULE_SOURCE
 
 from .conftest import require_fixture
 
@@ -167,14 +167,14 @@ def test_a_saved_folder_loads_in_a_program_that_never_imports_the_package(tmp_pa
     done = run_python(LOAD_WITHOUT_IMPORT, folder, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     # The installed package's classes, not copies of them: the folder holds no model code.
-    assert done.stdout.split() == ["transformers_dass.feature_extraction_dass", "transformers_dass.configuration_dass",
-                                   "transformers_dass.modeling_dass"]
+    assert done.stdout.split() == ["transformers_dass.model.feature_extraction_dass", "transformers_dass.model.configuration_dass",
+                                   "transformers_dass.model.modeling_dass"]
     missing = run_python(LOAD_WITHOUT_IMPORT, folder, tmp_path, prelude="import sys; sys.modules['transformers_dass'] = None\n")
     assert missing.returncode != 0 and "pip install transformers-dass" in missing.stderr
 
 
 def test_the_bundled_demo_model_carries_the_same_entry_points():
-    from transformers_dass.demo_model import demo_model_path
+    from transformers_dass.inference.loading import demo_model_path
 
     demo = Path(demo_model_path())
     assert (demo / AUTO_MODULE_FILE).read_text() == AUTO_MODULE_SOURCE  # the demo's copy cannot drift

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from transformers_dass.audio_io import load_audio, warn_if_truncated
-from transformers_dass.long_audio import long_audio_features, stream_audio
+from transformers_dass.audio.io import load_audio, warn_if_truncated
+from transformers_dass.inference.features import long_audio_features
+from transformers_dass.audio.stream import stream_audio
 
 from .conftest import require_fixture
 
-LOGGER = "transformers_dass.audio_io"
+LOGGER = "transformers_dass.audio.io"
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from transformers_dass.audio_io import load_audio, resample
+from transformers_dass.audio.io import load_audio
+from transformers_dass.audio.resample import resample
 from transformers_dass.cli import main as cli_main
 
 from .webapp_server import EXAMPLES, SCENE, running_demo

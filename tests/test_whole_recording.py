@@ -11,11 +11,11 @@ import soundfile as sf
 import torch
 from transformers import pipeline
 
-import transformers_dass.modeling_dass as modeling
+import transformers_dass.model.modeling_dass as modeling
 from transformers_dass import DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.audio_io import load_audio
+from transformers_dass.audio.io import load_audio
 from transformers_dass.cli import main as cli_main
-from transformers_dass.demo_model import demo_model_path
+from transformers_dass.inference.loading import demo_model_path
 
 from .conftest import require_fixture
 

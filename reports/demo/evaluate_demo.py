@@ -13,7 +13,7 @@ Per model:
 - digits in real babble: `n` digits spoken by held-out espeak-ng voice variants at held-out rates, each mixed into
   a random excerpt of a real babble recording (not used in training) at 10 dB SNR (digit RMS over babble RMS of the
   excerpt), excerpts of 3 s and, for DASS only, of 10 s and the whole 15 s recording; classified exactly as `dass classify` does
-  (`transformers_dass.cli.classify_waveform`); accuracy = top-1 label is the digit.
+  (`transformers_dass.inference.classify.classify_waveform`); accuracy = top-1 label is the digit.
 - CPU latency of one 3.2 s input (and 10 s for DASS), median of 5 after one warm-up, threads as OMP_NUM_THREADS.
 """
 
@@ -30,10 +30,10 @@ import torch
 from transformers import AutoModelForAudioClassification
 
 from transformers_dass import DassFeatureExtractor
-from transformers_dass.audio_io import load_audio
-from transformers_dass.cli import classify_waveform
-from transformers_dass.data import LabelEncoder, decode_audio, load_audio_dataset
-from transformers_dass.distillation import average_precision, tagging_metrics
+from transformers_dass.audio.io import load_audio
+from transformers_dass.inference.classify import classify_waveform
+from transformers_dass.training.data import LabelEncoder, decode_audio, load_audio_dataset
+from transformers_dass.training.metrics import average_precision, tagging_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import make_demo_dataset as demo  # noqa: E402

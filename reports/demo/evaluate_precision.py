@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from transformers_dass import DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.audio_io import load_audio
-from transformers_dass.cli import classify_waveform
-from transformers_dass.data import LabelEncoder
-from transformers_dass.demo_model import demo_model_path
-from transformers_dass.precision import apply_precision
+from transformers_dass.audio.io import load_audio
+from transformers_dass.inference.classify import classify_waveform
+from transformers_dass.training.data import LabelEncoder
+from transformers_dass.inference.loading import demo_model_path
+from transformers_dass.inference.precision import apply_precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate_demo import babble_digits, split_scores, subset_metrics, test_clips  # noqa: E402
@@ -42,7 +42,7 @@ def parity_logits(precision: str) -> dict:
     largest |logit - float32 logit| per input length, and the float32 logits' range for scale."""
     from safetensors.torch import load_file
 
-    from transformers_dass.conversion import build_model
+    from transformers_dass.model.conversion import build_model
 
     tensors = load_file(str(Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "original_tiny.safetensors"))
     base = build_model({k: v for k, v in tensors.items() if k.startswith("module.")}).eval()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Markdown table of NIAH results.json files: mAP (%) per protocol and clip readout (rows) and haystack length
 (columns), the mean over the needle positions run at that length; `(n)` after a value when fewer positions ran.
-`--plot PNG` also draws all the records in one figure (`transformers_dass.niah_sweep.plot_results`).
+`--plot PNG` also draws all the records in one figure (`transformers_dass.evaluation.niah.sweep.plot_results`).
 
     python reports/demo/readout_table.py reports/demo/niah_readouts/*/results.json \
         --plot reports/demo/niah_readouts/niah.png
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
     records = [r for path in args.results for r in json.loads(Path(path).read_text())["results"]]
     print(table(records))
     if args.plot:
-        from transformers_dass.niah_sweep import plot_results
+        from transformers_dass.evaluation.niah.sweep import plot_results
 
         plot_results(records, Path(args.plot))
 

@@ -5,18 +5,22 @@ AutoModelForAudioClassification, so `from_pretrained` and `pipeline("audio-class
 `trust_remote_code`.
 """
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForAudioClassification,
+)
 
-from .configuration_dass import DassConfig
-from .feature_extraction_dass import DassFeatureExtractor
-from .modeling_dass import (
+from .model.configuration_dass import DassConfig
+from .model.feature_extraction_dass import DassFeatureExtractor
+from .model.modeling_dass import (
     DassAudioClassifierOutput,
     DassForAudioClassification,
     DassModel,
     DassModelOutput,
     DassPreTrainedModel,
 )
-from .niah import make_haystack, make_haystack_waveform
 
 __version__ = "0.1.0"
 
@@ -39,11 +43,25 @@ _register_auto_classes()
 def load_niah_metric(**kwargs):
     """The Audio Needle In A Haystack metric as an `evaluate` module (offline); needs the `niah` extra.
 
-    See `transformers_dass.metrics.niah.load_niah_metric`; imported lazily so that `evaluate` stays optional.
+    See `transformers_dass.evaluation.niah.metric.load_niah_metric`; imported lazily so that `evaluate` stays
+    optional.
     """
-    from .metrics.niah import load_niah_metric as _load
+    from .evaluation.niah.metric import load_niah_metric as _load
 
     return _load(**kwargs)
+
+
+# NIAH's haystack builders are public names of the package, imported on first use: `import transformers_dass`
+# (which every `from_pretrained` of a DASS folder runs) loads the model, not the evaluation code.
+_LAZY = {"make_haystack": "evaluation.niah.haystack", "make_haystack_waveform": "evaluation.niah.haystack"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -24,20 +24,21 @@ import json
 import logging
 import sys
 
-from .precision import DTYPE_CHOICES
-from .readout import CLIP_POOLING_CHOICES
+from .inference.precision import DTYPE_CHOICES
+from .model.readout import CLIP_POOLING_CHOICES
 
 PACKAGE_LOGGER = "transformers_dass"
 
 
 def _classify(args: argparse.Namespace) -> int:
     """Classify every file, print the results of those that can be read; exit 2 if any could not."""
-    model, extractor = _load_model(args)
-    if not 1 <= args.top_k <= model.config.num_labels:
-        raise SystemExit(f"--top-k must be between 1 and {model.config.num_labels} (the model's labels), got {args.top_k}.")
+    loaded = _load_model(args)
+    num_labels = loaded.model.config.num_labels
+    if not 1 <= args.top_k <= num_labels:
+        raise SystemExit(f"--top-k must be between 1 and {num_labels} (the model's labels), got {args.top_k}.")
     entries = []
     for path in args.files:
-        entry = _classify_file(model, extractor, path, args.top_k, args.clip_pooling)
+        entry = _classify_file(loaded, path, args.top_k, args.clip_pooling)
         if "error" in entry:
             print(f"dass classify: error: {entry['error']}", file=sys.stderr)
         elif not args.json:
@@ -51,13 +52,13 @@ def _classify(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _classify_file(model, extractor, path: str, top_k: int, clip_pooling: str) -> dict:
+def _classify_file(loaded, path: str, top_k: int, clip_pooling: str) -> dict:
     """`{"file", "predictions"}` for a file that reads and classifies, else `{"file", "error"}` (naming the file)."""
-    from .audio_io import load_audio
+    from .inference.classify import classify_file
 
     try:
-        waveform = load_audio(path, sampling_rate=extractor.sampling_rate)
-        return {"file": path, "predictions": classify_waveform(model, extractor, waveform, top_k, clip_pooling)}
+        analysis = classify_file(path, loaded.model, loaded.extractor, top_k=top_k, clip_pooling=clip_pooling)
+        return {"file": path, "predictions": analysis.labels}
     except (OSError, ValueError) as error:
         message = str(error) if path in str(error) else f"{path}: {error}"
         return {"file": path, "error": message}
@@ -79,42 +80,14 @@ def _print_json(entries: list[dict]) -> None:
         print(json.dumps(entries[0]["predictions"], indent=2))
 
 
-def classify_waveform(model, extractor, waveform, top_k: int, clip_pooling: str = "auto") -> list[dict]:
-    """Scores of the `top_k` best labels for one 16 kHz mono waveform (samples,), each item
-    `{"label", "score", "clip_pooling"}` with the readout used (`readout.choose_clip_pooling`: for `"auto"` the
-    model's own, `config.clip_pooling`, as its forward and `pipeline()` use it).
-
-    The features are the extractor's defaults, as in `pipeline()`: clips shorter than its `max_length` (10 s) are
-    zero-padded to it, as in training; longer clips are kept whole (DASS has no positional embedding).
-    """
-    from .readout import top_labels
-
-    input_values = extractor(waveform, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_values"]
-    best = top_labels(model, input_values, clip_pooling, top_k)
-    return [
-        {"label": model.config.id2label[i], "score": float(v), "clip_pooling": best.pooling}
-        for v, i in zip(best.scores[0].tolist(), best.indices[0].tolist())
-    ]
-
-
-def _model_dir(args: argparse.Namespace) -> str:
-    """--model, or the demo model bundled with the package when it is not given."""
-    if args.model:
-        return args.model
-    from .demo_model import demo_model_path
-
-    return demo_model_path()
-
-
 def _load_model(args: argparse.Namespace):
-    """The --model folder's model in the --dtype precision (said on stderr, with why), and its feature extractor."""
-    from .model_folder import load_model_and_extractor
-    from .precision import apply_precision, resolve_dtype
+    """`inference.loading.load_model` of --model (default: the bundled demo model) in the --dtype precision, which
+    is said on stderr with why."""
+    from .inference.loading import load_model
 
-    model, extractor = load_model_and_extractor(_model_dir(args))
-    choice, reason = resolve_dtype(args.dtype)
-    print(f"dass {args.command}: dtype {reason}", file=sys.stderr)
-    return apply_precision(model.eval(), choice), extractor
+    loaded = load_model(args.model, args.dtype)
+    print(f"dass {args.command}: dtype {loaded.reason}", file=sys.stderr)
+    return loaded
 
 
 def _add_dtype_option(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +102,7 @@ def _add_dtype_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .conversion import convert_checkpoint
+    from .model.conversion import convert_checkpoint
 
     model = convert_checkpoint(args.checkpoint, args.output_dir, labels_csv=args.labels_csv)
     config = model.config
@@ -143,16 +116,20 @@ def _convert(args: argparse.Namespace) -> int:
 def _timeline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .timeline import plot_timeline, segments, timeline_of_file, write_csv
+    from .inference.classify import classify_file
+    from .inference.timeline import plot_timeline, segments, write_csv
+    from .utils.checks import odd_window, positive_int, probability
 
-    if not 0.0 <= args.threshold <= 1.0:
-        raise SystemExit(f"--threshold must be a probability in [0, 1], got {args.threshold}.")
-    if args.smoothing < 1 or args.smoothing % 2 == 0:
-        raise SystemExit(f"--smoothing must be an odd number of steps >= 1 (1 = none), got {args.smoothing}.")
-    if args.top_labels < 1:
-        raise SystemExit(f"--top-labels must be >= 1, got {args.top_labels}.")
-    model, extractor = _load_model(args)
-    timeline = timeline_of_file(args.file, model, extractor, smoothing=args.smoothing)
+    try:
+        probability(args.threshold, "--threshold")
+        odd_window(args.smoothing, "--smoothing")
+        positive_int(args.top_labels, "--top-labels")
+    except ValueError as error:
+        raise SystemExit(f"{error}.") from None
+    loaded = _load_model(args)
+    timeline = classify_file(
+        args.file, loaded.model, loaded.extractor, top_k=1, timeline=True, smoothing=args.smoothing, show_progress=None
+    ).timeline
     found = segments(timeline, args.threshold)
     stem = Path(args.file).stem
     csv_path = args.csv or f"{stem}.timeline.csv"
@@ -171,10 +148,11 @@ def _timeline(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .onnx_export import export_onnx
+    from .inference.loading import demo_model_path
+    from .inference.onnx_export import export_onnx
 
     try:
-        path = export_onnx(_model_dir(args), args.output, opset=args.opset)
+        path = export_onnx(args.model or demo_model_path(), args.output, opset=args.opset)
     except ImportError as error:
         print(f"dass export: error: {error}", file=sys.stderr)
         return 2
@@ -191,7 +169,7 @@ def _tag(args: argparse.Namespace) -> int:
     try:
         summary = tag(
             args.inputs,
-            model=_model_dir(args),
+            model=args.model,
             output=args.output,
             dataset=args.dataset,
             split=args.split,
@@ -286,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, help="ONNX opset (>= 18; default: the exporter's).")
     export.set_defaults(handler=_export)
     _add_tag_command(commands)
-    from .webapp import add_demo_command  # `dass demo`: the web page and API, transformers_dass.webapp
+    from .webapp import (
+        add_demo_command,  # `dass demo`: the web page and API, transformers_dass.webapp
+    )
 
     add_demo_command(commands, MODEL_HELP)
     return parser

@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from transformers_dass.ops.reference import cross_scan_channels_last_reference
+from transformers_dass.ops.reference import NUM_DIRECTIONS, cross_scan_channels_last_reference
 
-NUM_DIRECTIONS = 4
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "delta_bias")
 GRAD_NAMES = tuple(f"d{name}" for name in INPUT_NAMES)
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels" / "selective_scan"

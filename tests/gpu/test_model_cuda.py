@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transformers_dass.conversion import build_model
+from transformers_dass.model.conversion import build_model
 from transformers_dass.ops import available_backends
 
 CUDA_BACKENDS = [b for b in available_backends("cuda") if b not in ("reference", "chunked")] if torch.cuda.is_available() else []

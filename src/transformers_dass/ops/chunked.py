@@ -22,7 +22,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .reference import _prefix_scan, cross_selective_scan_reference, selective_scan_reference
+from .reference import (
+    _prefix_scan,
+    cross_selective_scan_reference,
+    selective_scan_reference,
+)
 
 CHUNK = 64
 LEVELS = 2

@@ -12,7 +12,8 @@ import functools
 
 import torch
 
-NUM_DIRECTIONS = 4
+from .reference import NUM_DIRECTIONS
+
 # Input dtypes the kernels (CPU and CUDA) compute with natively: float32 state and sums, outputs in this dtype.
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 

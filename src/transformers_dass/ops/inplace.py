@@ -18,9 +18,8 @@ import math
 import torch
 
 from .dispatch import resolve_backend
-from .reference import cross_scan_channels_last_reference
+from .reference import NUM_DIRECTIONS, cross_scan_channels_last_reference
 
-NUM_DIRECTIONS = 4
 # Bytes of the per-slice time-step tensor (batch, 4, L, channels), float32: sets the channel slice width.
 DEFAULT_SLICE_BYTES = 256 * 2**20
 # Grid positions per projection chunk.

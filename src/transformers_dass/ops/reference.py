@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# The four scan orders of the cross scan (row-major, column-major, and both reversed).
 NUM_DIRECTIONS = 4
 _CHUNK = 64
 

@@ -6,13 +6,12 @@ Modules, one job each: `inputs` (files, folders, manifests, datasets -> a fixed 
 `store` (shards, resume, refusal of other options), `distributed` (torchrun / accelerate launch), `run` (`tag`).
 """
 
-from .inputs import AUDIO_SUFFIXES, InputList, TagInput, discover_inputs
+from .inputs import InputList, TagInput, discover_inputs
 from .run import TagSummary, model_fingerprint, tag
 from .store import RunOptionsError
 from .table import COLUMNS, read_rows
 
 __all__ = [
-    "AUDIO_SUFFIXES",
     "COLUMNS",
     "InputList",
     "RunOptionsError",

@@ -1,11 +1,9 @@
 """Decoding, resampling and features of each input, in DataLoader worker processes while the model runs.
 
-`InputFeatures[i]` reads input i the way `dass classify` reads a file (`audio_io.load_audio`, then the feature
-extractor with its defaults: clips shorter than `max_length`, 10.24 s, padded to it) and, when segments are asked
-for, also the unpadded features that `dass timeline` runs on. Files longer than `long_file_seconds` are read block
-by block (`long_audio.long_audio_features`, the same numbers within float32 rounding, in bounded memory). An input
-that cannot be used gives a `DecodedInput` with its error instead of raising, so that one bad file does not stop
-an archive.
+`InputFeatures[i]` reads input i the way `dass classify` reads a file (`inference.features`: the feature extractor
+with its defaults, clips shorter than `max_length`, 10.24 s, padded to it; files longer than `long_file_seconds`
+read block by block, the same numbers within float32 rounding, in bounded memory). An input that cannot be used
+gives a `DecodedInput` with its error instead of raising, so that one bad file does not stop an archive.
 """
 
 from __future__ import annotations
@@ -17,12 +15,15 @@ from dataclasses import dataclass
 import soundfile
 import torch
 
-from ..audio_io import load_audio
-from ..feature_extraction_dass import num_frames
+from ..audio.decoding import decode_audio
+from ..inference.features import (
+    LONG_FILE_SECONDS,
+    RecordingFeatures,
+    file_features,
+    waveform_features,
+)
 from .inputs import InputList
 
-# Files longer than this are read in blocks instead of whole (10 minutes: 38 MB of 16 kHz float32 audio).
-LONG_FILE_SECONDS = 600.0
 # The errors a bad input raises (missing, empty, undecodable, no samples, NaN, too short, unknown value).
 INPUT_ERRORS = (OSError, ValueError, RuntimeError, EOFError, TypeError, soundfile.SoundFileError)
 
@@ -38,8 +39,7 @@ class DecodedInput:
         duration_s: seconds of audio read (after decoding, before padding); None when unreadable.
         sample_rate: the file's own rate in Hz; None when unreadable.
         input_values: (frames, num_mel_bins) float32: `dass classify`'s features (padded to `max_length`).
-        timeline_values: (frames', num_mel_bins) unpadded features for the segments, only when segments are asked
-            for and the clip was padded (otherwise the segments come from `input_values` themselves).
+        audio_frames: the frames of `input_values` that hold audio (the rest is padding).
         error: why the input could not be used, naming it; None on success.
     """
 
@@ -47,7 +47,7 @@ class DecodedInput:
     duration_s: float | None = None
     sample_rate: int | None = None
     input_values: torch.Tensor | None = None
-    timeline_values: torch.Tensor | None = None
+    audio_frames: int | None = None
     error: str | None = None
 
 
@@ -59,13 +59,11 @@ class InputFeatures(torch.utils.data.Dataset):
         inputs: InputList,
         positions: list[int],
         feature_extractor,
-        with_timeline: bool = False,
         long_file_seconds: float = LONG_FILE_SECONDS,
     ):
         self.inputs = inputs
         self.positions = positions
         self.extractor = feature_extractor
-        self.with_timeline = with_timeline
         self.long_file_seconds = long_file_seconds
 
     def __len__(self) -> int:
@@ -84,45 +82,32 @@ class InputFeatures(torch.utils.data.Dataset):
             return DecodedInput(position=position, error=message)
 
     def _file(self, position: int, path: str) -> DecodedInput:
-        rate, duration = _file_info(path)
-        if duration is not None and duration > self.long_file_seconds:
-            from ..long_audio import long_audio_features
-
-            features = long_audio_features(path, self.extractor, show_progress=False)
-            return DecodedInput(position=position, duration_s=duration, sample_rate=rate, input_values=features)
-        return self._waveform(position, load_audio(path, sampling_rate=self.extractor.sampling_rate), rate)
+        rate = _file_rate(path)
+        recording = file_features(path, self.extractor, self.long_file_seconds, show_progress=False)
+        return _decoded(position, recording, rate)
 
     def _dataset_row(self, position: int, row: int) -> DecodedInput:
-        from ..data.decoding import decode_audio
-
         value = self.inputs.dataset[row][self.inputs.audio_column]
         rate = _value_rate(value)
-        return self._waveform(position, decode_audio(value, self.extractor.sampling_rate), rate)
-
-    def _waveform(self, position: int, waveform, rate: int | None) -> DecodedInput:
-        """Features of a 16 kHz waveform (samples,), as `dass classify` computes them."""
-        extractor = self.extractor
-        padded = extractor(waveform, sampling_rate=extractor.sampling_rate, return_tensors="pt", return_attention_mask=False)
-        features = padded["input_values"][0]
-        audio_frames = num_frames(waveform.shape[0], extractor.sampling_rate)
-        duration = waveform.shape[0] / extractor.sampling_rate
-        item = DecodedInput(position=position, duration_s=duration, sample_rate=rate, input_values=features)
-        if self.with_timeline and audio_frames < features.shape[0]:
-            unpadded = extractor(
-                waveform, sampling_rate=extractor.sampling_rate, max_length=None, return_tensors="pt",
-                return_attention_mask=False,
-            )  # fmt: skip
-            item.timeline_values = unpadded["input_values"][0]
-        return item
+        return _decoded(position, waveform_features(decode_audio(value, self.extractor.sampling_rate), self.extractor), rate)
 
 
-def _file_info(path: str) -> tuple[int | None, float | None]:
-    """(rate in Hz, seconds) from the file's header; (None, None) when it cannot be read (load_audio says why)."""
+def _decoded(position: int, recording: RecordingFeatures, rate: int | None) -> DecodedInput:
+    return DecodedInput(
+        position=position,
+        duration_s=recording.duration_s,
+        sample_rate=rate,
+        input_values=recording.input_values,
+        audio_frames=recording.audio_frames,
+    )
+
+
+def _file_rate(path: str) -> int | None:
+    """The file's own rate in Hz from its header; None when it cannot be read (the decoder says why)."""
     try:
-        info = soundfile.info(os.fspath(path))
+        return soundfile.info(os.fspath(path)).samplerate
     except Exception:  # noqa: BLE001 - the decoder raises the real error, with its message, right after
-        return None, None
-    return info.samplerate, (info.frames / info.samplerate if info.samplerate else None)
+        return None
 
 
 def _value_rate(value) -> int | None:

@@ -17,17 +17,15 @@ from pathlib import Path
 
 from transformers.utils import logging
 
+from ..audio.io import AUDIO_SUFFIXES
+from ..utils.optional import install_hint, require
+
 logger = logging.get_logger(__name__)
 
-# Extensions taken from folders: the formats libsndfile reads (MP3 needs libsndfile >= 1.1).
-AUDIO_SUFFIXES = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aiff .aif .aifc .au .snd .caf .w64 .rf64 .sph .nist .voc .sd2 .paf .svx "
-    ".htk .pvf .xi .avr .wve .mpc".split()
-)
 MANIFEST_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-DATASETS_HINT = 'pip install "transformers-dass[tag]"'
+DATASETS_HINT = install_hint("tag")
 
-__all__ = ["AUDIO_SUFFIXES", "InputList", "TagInput", "discover_inputs"]
+__all__ = ["InputList", "TagInput", "discover_inputs"]
 
 
 @dataclass(frozen=True)
@@ -160,11 +158,8 @@ def _manifest_paths(manifest: Path, column: str) -> list[str]:
 
 def _open_dataset(name_or_path: str, split: str, audio_column: str):
     """The split of a dataset with its audio column kept encoded (`Audio(decode=False)`, read by soundfile)."""
-    try:
-        import datasets
-    except ImportError as err:
-        raise ImportError(f"--dataset needs the `datasets` package, which is not installed: {DATASETS_HINT}") from err
-    from ..data.loading import keep_audio_encoded, load_audio_dataset
+    datasets = require("datasets", "tag", "--dataset")
+    from ..training.data.loading import keep_audio_encoded, load_audio_dataset
 
     path = Path(name_or_path)
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):

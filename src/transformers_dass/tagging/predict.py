@@ -1,7 +1,7 @@
 """The model step of `dass tag`: a batch of equal-length features -> one table row per input.
 
-The numbers are those of `dass classify` (`readout.top_labels`, the step it runs too) and, for segments, of
-`dass timeline` (`timeline.timeline_of_frame_logits` on the unpadded features, then `timeline.segments`).
+The numbers are those of `dass classify` and `dass timeline`: the same step, `inference.classify.analyse_batch`,
+computes them from one forward per batch.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..readout import read_out, top_labels
-from ..timeline import segments as find_segments
-from ..timeline import timeline_of_frame_logits
-from .batching import batches_of_equal_length
+from ..inference.classify import analyse_batch
+from ..inference.features import RecordingFeatures
+from ..inference.timeline import segments
 from .features import DecodedInput
 from .inputs import TagInput
 
@@ -42,53 +41,31 @@ class Predictor:
     batch_size: int = 8
 
     def rows(self, batch: list[DecodedInput], inputs: list[TagInput]) -> list[dict]:
-        """Rows of a batch of inputs whose `input_values` all have the same frame count."""
-        config = self.model.config
-        features = torch.stack([item.input_values for item in batch]).to(self.device)
-        best = top_labels(self.model, features, self.clip_pooling, self.top_k)
+        """Rows of a batch of inputs whose `input_values` all have the same frame count: one forward gives the
+        labels and, with `segments`, the timeline (`inference.classify.analyse_batch`, as `dass classify` and
+        `dass timeline` compute them)."""
+        recordings = [RecordingFeatures(item.input_values, item.audio_frames, item.duration_s) for item in batch]
+        analyses = analyse_batch(
+            self.model, recordings, top_k=self.top_k, clip_pooling=self.clip_pooling, timeline=self.segments,
+            smoothing=self.smoothing,
+        )  # fmt: skip
         rows = []
-        for b, item in enumerate(batch):
+        for item, analysis in zip(batch, analyses):
             source = inputs[item.position]
             row = {
                 "id": source.id,
                 "path": source.path,
                 "duration_s": item.duration_s,
                 "sample_rate": item.sample_rate,
-                "labels": [config.id2label[i] for i in best.indices[b].tolist()],
-                "scores": best.scores[b].tolist(),
-                "clip_pooling": best.pooling,
+                "labels": [entry["label"] for entry in analysis.labels],
+                "scores": [entry["score"] for entry in analysis.labels],
+                "clip_pooling": analysis.clip_pooling,
                 "error": None,
             }
+            if self.segments:
+                row["segments"] = [segment.as_row() for segment in segments(analysis.timeline, self.threshold)]
             rows.append(row)
-        if self.segments:
-            for row, segments in zip(rows, self._segments(batch, best.readouts.frame_logits)):
-                row["segments"] = segments
         return rows
-
-    def _segments(self, batch: list[DecodedInput], frame_logits: torch.Tensor) -> list[list[dict]]:
-        """Segments of each clip, from the unpadded features as `dass timeline` runs them: the batch's own frame
-        scores where the clip was not padded, else a forward on its `timeline_values` (batched by length)."""
-        logits_by_position = {}
-        padded = [item for item in batch if item.timeline_values is not None]
-        as_timeline = [
-            DecodedInput(position=item.position, input_values=item.timeline_values) for item in padded
-        ]
-        for group in batches_of_equal_length(as_timeline, self.batch_size):
-            features = torch.stack([item.input_values for item in group]).to(self.device)
-            group_logits = read_out(self.model, features, ()).frame_logits
-            for item, logits in zip(group, group_logits):
-                logits_by_position[item.position] = (logits, features.shape[1])
-        found = []
-        for b, item in enumerate(batch):
-            logits, frames = logits_by_position.get(item.position, (frame_logits[b], item.input_values.shape[0]))
-            timeline = timeline_of_frame_logits(self.model, logits, frames, self.smoothing)
-            found.append(
-                [
-                    {"start_s": s.start, "end_s": s.end, "label": s.label, "score": s.score}
-                    for s in find_segments(timeline, self.threshold)
-                ]
-            )
-        return found
 
 
 def error_row(item: DecodedInput, source: TagInput, segments: bool) -> dict:

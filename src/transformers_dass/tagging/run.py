@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..readout import CLIP_POOLING_CHOICES, check_clip_pooling
+from ..inference.features import LONG_FILE_SECONDS
+from ..model.readout import CLIP_POOLING_CHOICES, check_clip_pooling
+from ..utils.checks import odd_window, positive_int, probability
 from .batching import LengthBuckets
 from .distributed import Ranks, share
-from .features import LONG_FILE_SECONDS, InputFeatures, worker_init
+from .features import InputFeatures, worker_init
 from .inputs import discover_inputs
 from .predict import Predictor, error_row
 from .store import RunStore
@@ -29,7 +31,7 @@ from .table import require_pyarrow, table_format
 __all__ = ["TagSummary", "tag"]
 
 # Bumped when the rows of the same options change meaning: a run of another version is not resumed into.
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: segments of clips shorter than 10.24 s come from the padded forward, as the labels
 ERRORS_SHOWN = 10
 
 
@@ -171,7 +173,7 @@ def _run(
     if not 1 <= top_k <= model.config.num_labels:
         raise ValueError(f"top_k must be between 1 and {model.config.num_labels} (the model's labels), got {top_k}")
     if segments:
-        from ..timeline import check_timeline_model
+        from ..inference.timeline import check_timeline_model
 
         check_timeline_model(model)
     found = discover_inputs(
@@ -193,7 +195,7 @@ def _run(
     mine = [position for position in share(len(ids), ranks.rank, ranks.world_size) if ids[position] not in done]
 
     if precision is not None:
-        from ..precision import apply_precision
+        from ..inference.precision import apply_precision
 
         model = apply_precision(model, precision)
     model.to(ranks.device)
@@ -238,7 +240,7 @@ def _run(
 def _tag_share(found, positions, extractor, predictor, emit, ranks, num_workers, show_progress, long_file_seconds):
     """Tag the inputs at `positions`, passing rows to `emit` as batches finish. Returns (inputs, audio seconds)."""
     workers = _default_workers(ranks) if num_workers is None else num_workers
-    features = InputFeatures(found, positions, extractor, predictor.segments, long_file_seconds)
+    features = InputFeatures(found, positions, extractor, long_file_seconds)
     loader = torch.utils.data.DataLoader(
         features,
         batch_size=None,  # items one by one; LengthBuckets batches them by length
@@ -297,7 +299,7 @@ def _default_workers(ranks: Ranks) -> int:
 
 def _resolve_precision(dtype: str, ranks: Ranks) -> str:
     """The precision `dtype` (a `precision.DTYPE_CHOICES` value) takes on this process's device, said once."""
-    from ..precision import resolve_dtype
+    from ..inference.precision import resolve_dtype
 
     choice, reason = resolve_dtype(dtype, ranks.device)
     if ranks.rank == 0:
@@ -307,17 +309,13 @@ def _resolve_precision(dtype: str, ranks: Ranks) -> str:
 
 def _model_and_extractor(model, feature_extractor):
     """(model in eval mode, feature extractor) from a folder / Hub id / None (the demo model) or loaded objects."""
-    from ..model_folder import load_model_and_extractor
+    from ..inference.loading import load_model
 
     if model is None or isinstance(model, (str, os.PathLike)):
-        if model is None:
-            from ..demo_model import demo_model_path
-
-            model = demo_model_path()
-        loaded, extractor = load_model_and_extractor(os.fspath(model))
-        return loaded, feature_extractor if feature_extractor is not None else extractor
+        loaded = load_model(model, dtype=None)  # the precision is applied once the run's options are checked
+        return loaded.model, feature_extractor if feature_extractor is not None else loaded.extractor
     if feature_extractor is None:
-        from .. import DassFeatureExtractor
+        from ..model.feature_extraction_dass import DassFeatureExtractor
 
         feature_extractor = DassFeatureExtractor()
     return model.eval(), feature_extractor
@@ -325,16 +323,11 @@ def _model_and_extractor(model, feature_extractor):
 
 def _check_options(top_k, clip_pooling, threshold, smoothing, batch_size, shard_size) -> None:
     check_clip_pooling(clip_pooling, "clip_pooling", CLIP_POOLING_CHOICES)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, int) or smoothing < 1 or smoothing % 2 == 0:
-        raise ValueError(f"smoothing must be an odd number of steps >= 1 (1 = none), got {smoothing!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
+    positive_int(top_k, "top_k")
+    probability(threshold, "threshold")
+    odd_window(smoothing, "smoothing")
+    positive_int(batch_size, "batch_size")
+    positive_int(shard_size, "shard_size")
 
 
 def _run_options(model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, store) -> dict:

@@ -24,12 +24,15 @@ import math
 import os
 from pathlib import Path
 
+from ..inference.timeline import SEGMENT_FIELDS
+from ..utils.optional import install_hint, require
+
 __all__ = ["COLUMNS", "PARQUET_HINT", "read_rows", "table_format", "write_rows"]
 
 COLUMNS = ("id", "path", "duration_s", "sample_rate", "labels", "scores", "clip_pooling", "error")
 SEGMENTS_COLUMN = "segments"
 JSON_IN_CSV = ("labels", "scores", "segments")
-PARQUET_HINT = 'pip install "transformers-dass[tag]"'
+PARQUET_HINT = install_hint("tag")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -75,15 +78,9 @@ def read_rows(path: str | os.PathLike, kind: str | None = None) -> list[dict]:
 
 
 def require_pyarrow():
-    try:
-        import pyarrow
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as err:
-        raise ImportError(
-            f"Parquet output needs pyarrow, which is not installed: {PARQUET_HINT} (or write .csv / .jsonl, which "
-            "need nothing)"
-        ) from err
-    return pyarrow
+    """The `pyarrow` module (with `pyarrow.parquet` loaded), or an ImportError naming the extra."""
+    require("pyarrow.parquet", "tag", "Parquet output", "or write .csv / .jsonl, which need nothing")
+    return require("pyarrow", "tag", "Parquet output")
 
 
 def parquet_schema(with_segments: bool):
@@ -100,7 +97,7 @@ def parquet_schema(with_segments: bool):
     ]
     if with_segments:
         segment = pa.struct(
-            [("start_s", pa.float64()), ("end_s", pa.float64()), ("label", pa.string()), ("score", pa.float64())]
+            [(name, pa.string() if name == "label" else pa.float64()) for name in SEGMENT_FIELDS]
         )
         fields.append(pa.field(SEGMENTS_COLUMN, pa.list_(segment)))
     return pa.schema(fields)

@@ -8,16 +8,14 @@ Gradio is an optional extra: `pip install "transformers-dass[demo]"`.
 
 from __future__ import annotations
 
-DEMO_HINT = 'pip install "transformers-dass[demo]"'
+from ..utils.optional import install_hint, require
+
+DEMO_HINT = install_hint("demo")
 
 
 def require_gradio():
     """The `gradio` module, or an ImportError naming the extra that installs it."""
-    try:
-        import gradio
-    except ImportError as error:
-        raise ImportError(f"the DASS demo page needs gradio, which is not installed: {DEMO_HINT}") from error
-    return gradio
+    return require("gradio", "demo", "the DASS demo page")
 
 
 def add_demo_command(commands, model_help: str) -> None:

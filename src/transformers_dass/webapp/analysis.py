@@ -1,10 +1,9 @@
-"""What the demo shows for one recording, computed by the functions behind `dass classify` and `dass timeline`.
+"""What the demo shows for one recording, computed by the function behind `dass classify` and `dass timeline`.
 
-`Tagger` loads a model folder once and `Tagger.analyse(path)` returns an `Analysis`: the clip's top labels
-(`cli.classify_waveform` on `audio_io.load_audio`, so the numbers of `dass classify FILE`), the scores of every
-0.32 s step (`timeline.timeline_of_file`, the features read in blocks, as `dass timeline FILE`) and their
-segments (`timeline.segments`). Each of the two runs the whole recording through the model at once, however long.
-Nothing here needs gradio.
+`Tagger` loads a model folder once (`inference.loading.load_model`) and `Tagger.analyse(path)` returns an
+`Analysis`: one decode and one forward (`inference.classify.classify_file`) give the clip's top labels (the numbers
+of `dass classify FILE`), the scores of every 0.32 s step (`dass timeline FILE`'s) and their segments
+(`timeline.segments`). Nothing here needs gradio.
 
 Bad input raises `ValueError` (or `FileNotFoundError`) with a message meant for the page: an empty or undecodable
 file (not audio, a header cut short, a FLAC cut in its frames), a file with no or too few samples, or a file over
@@ -19,8 +18,11 @@ from dataclasses import dataclass
 
 import soundfile
 
-from ..audio_io import _CONVERT_HINT, load_audio
-from ..timeline import Segment, Timeline, segments, timeline_of_file
+from ..audio.io import CONVERT_HINT
+from ..inference.classify import classify_file
+from ..inference.loading import load_model
+from ..inference.timeline import Segment, Timeline, segments
+from ..utils.checks import probability
 
 # Uploads up to 200 MiB: an hour of 16 kHz mono 16-bit WAV is 110 MiB; longer or richer recordings fit as
 # FLAC or OGG (an hour of 44.1 kHz stereo FLAC is about 200-300 MiB, OGG far less).
@@ -39,7 +41,7 @@ class Analysis:
         segments: runs of 0.32 s steps at or above the threshold (`dass timeline`'s CSV rows).
         timeline: the scores of every step (`dass timeline`'s PNG).
         source: what was read, e.g. "44100 Hz, 2 channels, 10.00 s (converted to 16 kHz mono)".
-        clip_pooling: the clip readout used, where `classify_waveform` reports one (issue 13); else None.
+        clip_pooling: the clip readout used.
     """
 
     labels: dict[str, float]
@@ -68,7 +70,7 @@ def check_audio_file(path: str | os.PathLike, max_bytes: int, sampling_rate: int
     try:
         info = soundfile.info(os.fspath(path))
     except (soundfile.SoundFileError, RuntimeError) as error:
-        raise ValueError(f"{name} is not an audio file this demo can read ({error}). {_CONVERT_HINT}") from None
+        raise ValueError(f"{name} is not an audio file this demo can read ({error}). {CONVERT_HINT}") from None
     if info.frames <= 0:
         raise ValueError(f"{name} holds no audio samples (truncated after its header?); upload a recording")
     converted = []
@@ -81,11 +83,6 @@ def check_audio_file(path: str | os.PathLike, max_bytes: int, sampling_rate: int
     return f"{info.samplerate} Hz, {channels}, {info.frames / info.samplerate:.2f} s{note}"
 
 
-def _with_progress_bar(module, args, kwargs):
-    """Forward pre-hook: call the model with `show_progress=True`."""
-    return args, {**kwargs, "show_progress": True}
-
-
 class Tagger:
     """A DASS audio-classification model and its feature extractor, loaded once for every request.
 
@@ -95,11 +92,9 @@ class Tagger:
     """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, max_file_mb: float = MAX_FILE_MB):
-        from ..demo_model import demo_model_path
-        from ..model_folder import load_model_and_extractor
-
-        self.model_dir = os.fspath(model_dir) if model_dir else demo_model_path()
-        self.model, self.extractor = load_model_and_extractor(self.model_dir)
+        loaded = load_model(model_dir, dtype=None)
+        self.model_dir = loaded.name_or_path
+        self.model, self.extractor = loaded.model, loaded.extractor
         self.max_bytes = int(max_file_mb * MIB)
         bundled = not model_dir
         self.description = f"{'the bundled demo model' if bundled else self.model_dir}, {self.num_labels} labels"
@@ -107,22 +102,6 @@ class Tagger:
     @property
     def num_labels(self) -> int:
         return self.model.config.num_labels
-
-    def clip_labels(self, waveform, top_k: int, show_progress: bool = False) -> list[dict]:
-        """`dass classify`'s top labels of a 16 kHz mono waveform. Issue 13's clip readout plugs in here:
-        pass its `clip_pooling` choice as the last argument of `classify_waveform`.
-
-        `show_progress` turns on the model's own progress bar (over its layers, on the lean path of long
-        inputs) for this call, through a forward pre-hook: `classify_waveform` itself takes no such option.
-        """
-        from ..cli import classify_waveform
-
-        hook = self.model.register_forward_pre_hook(_with_progress_bar, with_kwargs=True) if show_progress else None
-        try:
-            return classify_waveform(self.model, self.extractor, waveform, top_k)
-        finally:
-            if hook is not None:
-                hook.remove()
 
     def analyse(
         self,
@@ -132,7 +111,7 @@ class Tagger:
         smoothing: int = 1,
         show_progress: bool = False,
     ) -> Analysis:
-        """Labels, timeline and segments of one audio file (any length, rate and channels).
+        """Labels, timeline and segments of one audio file (any length, rate and channels): one decode, one forward.
 
         Args:
             path: the audio file.
@@ -143,17 +122,16 @@ class Tagger:
         Raises:
             FileNotFoundError, ValueError: bad input, with a message naming the file and the fix.
         """
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"the threshold must be a probability in [0, 1], got {threshold}")
+        threshold = probability(threshold, "the threshold")
         source = check_audio_file(path, self.max_bytes, self.extractor.sampling_rate)
-        waveform = load_audio(path, sampling_rate=self.extractor.sampling_rate)
-        predictions = self.clip_labels(waveform, max(1, min(int(top_k), self.num_labels)), show_progress)
-        del waveform
-        timeline = timeline_of_file(path, self.model, self.extractor, smoothing=smoothing, show_progress=show_progress)
+        result = classify_file(
+            path, self.model, self.extractor, top_k=max(1, min(int(top_k), self.num_labels)), timeline=True,
+            smoothing=smoothing, show_progress=show_progress,
+        )  # fmt: skip
         return Analysis(
-            labels={item["label"]: item["score"] for item in predictions},
-            segments=segments(timeline, threshold),
-            timeline=timeline,
+            labels={item["label"]: item["score"] for item in result.labels},
+            segments=segments(result.timeline, threshold),
+            timeline=result.timeline,
             source=source,
-            clip_pooling=predictions[0].get("clip_pooling"),
+            clip_pooling=result.clip_pooling,
         )

@@ -17,6 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..audio.io import AUDIO_SUFFIXES
+from ..inference.timeline import SEGMENT_FIELDS
 from . import require_gradio
 from .analysis import MAX_FILE_MB, Analysis, Tagger
 
@@ -24,7 +26,6 @@ from .analysis import MAX_FILE_MB, Analysis, Tagger
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
 TOP_K = 5  # labels in the page and the API's default: `dass classify`'s
 PLOT_LABELS = 10  # rows of the timeline: `dass timeline --top-labels`'s default
-SEGMENT_COLUMNS = ["start_s", "end_s", "label", "score"]  # `dass timeline`'s CSV header
 
 __all__ = ["EXAMPLES_DIR", "build_app", "serve"]
 
@@ -33,19 +34,19 @@ def _example_files(examples_dir) -> list[str]:
     folder = Path(examples_dir) if examples_dir else None
     if folder is None or not folder.is_dir():
         return []
-    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in {".wav", ".flac", ".ogg", ".mp3"})
+    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
 
 
-def _segment_rows(analysis: Analysis) -> list[list]:
+def _segment_rows(analysis: Analysis) -> list[dict]:
     """The segments as `dass timeline`'s CSV rows (seconds to 0.01 s, scores to 4 decimals)."""
-    return [[round(s.start, 2), round(s.end, 2), s.label, round(s.score, 4)] for s in analysis.segments]
+    return [segment.as_row(rounded=True) for segment in analysis.segments]
 
 
 def _timeline_image(analysis: Analysis, title: str):
     """`plot_timeline`'s PNG as a PIL image (drawn in a temporary folder, removed at once)."""
     from PIL import Image
 
-    from ..timeline import plot_timeline
+    from ..inference.timeline import plot_timeline
 
     with tempfile.TemporaryDirectory(prefix="dass-demo-") as folder:
         png = os.path.join(folder, "timeline.png")
@@ -85,13 +86,13 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
     def tag(audio, threshold, smoothing, progress=gr.Progress(track_tqdm=True)):
         if not audio:
             return None, None, None, ""
-        progress(0, desc="clip labels: the whole recording through the model")
+        progress(0, desc="the whole recording through the model")
         analysis = analyse(audio, threshold, smoothing, TOP_K, show_progress=True)
         name = os.path.basename(audio)
         return (
             analysis.labels,
             _timeline_image(analysis, name),
-            _segment_rows(analysis),
+            [list(row.values()) for row in _segment_rows(analysis)],
             _summary(analysis, name, threshold, tagger.description),
         )
 
@@ -101,7 +102,7 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
         """Top labels {label: score} of the whole recording (as `dass classify`) and the detected segments
         [{start_s, end_s, label, score}] (as `dass timeline`'s CSV)."""
         analysis = analyse(_as_path(audio), threshold, smoothing, top_k, show_progress=False)
-        return analysis.labels, [dict(zip(SEGMENT_COLUMNS, row)) for row in _segment_rows(analysis)]
+        return analysis.labels, _segment_rows(analysis)
 
     limit = f"{tagger.max_bytes / (1024 * 1024):.0f} MiB"
     with gr.Blocks(title="DASS: what does it hear?", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
@@ -131,7 +132,7 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
             label="Timeline: the strongest labels over time", type="pil", interactive=False, elem_id="dass-timeline"
         )
         table = gr.Dataframe(
-            headers=SEGMENT_COLUMNS, label="Detected segments", interactive=False, elem_id="dass-segments"
+            headers=list(SEGMENT_FIELDS), label="Detected segments", interactive=False, elem_id="dass-segments"
         )
         gr.on(
             [audio.change, button.click],

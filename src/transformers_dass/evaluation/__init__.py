@@ -1,0 +1,1 @@
+"""Evaluation beyond training metrics: the Audio Needle In A Haystack test (`niah`)."""

@@ -1,0 +1,206 @@
+"""When things happen: per-step label scores of a DASS model over a recording, segments, a plot.
+
+`frame_scores` runs `DassForAudioClassification(..., return_frame_logits=True)` (through `readout.read_out`, the
+frame scores that the clip readouts use too) and turns the logits of every
+time step (0.32 s for DASS) into scores by the pipeline's rule (`readout.label_scores`: sigmoid for multi-label
+models, softmax otherwise), optionally smoothed over neighbouring steps. `segments` merges consecutive steps at or above a
+threshold into (start, end, label, score) rows; `write_csv` and `plot_timeline` write them out. The command
+line front end is `dass timeline FILE --model DIR`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..model.readout import label_scores, read_out
+from ..utils.checks import odd_window, probability
+from ..utils.optional import install_hint, require
+
+PLOT_HINT = install_hint("plot")
+# The columns of a segment wherever one is written: the CSV of `dass timeline`, `dass tag --segments`, the demo.
+SEGMENT_FIELDS = ("start_s", "end_s", "label", "score")
+
+__all__ = [
+    "SEGMENT_FIELDS",
+    "Segment",
+    "Timeline",
+    "frame_scores",
+    "plot_timeline",
+    "segments",
+    "smooth",
+    "strongest_labels",
+    "timeline_of_frame_logits",
+    "write_csv",
+]
+
+
+@dataclass
+class Timeline:
+    """Scores over time of one recording.
+
+    Attributes:
+        times: (steps, 2) float64 start and end of each step in seconds.
+        scores: (steps, num_labels) float32 probabilities.
+        labels: the label names, in score column order.
+    """
+
+    times: np.ndarray
+    scores: np.ndarray
+    labels: list[str]
+
+
+@dataclass
+class Segment:
+    """Consecutive steps whose score for `label` is at or above the threshold; `score` is their highest."""
+
+    start: float
+    end: float
+    label: str
+    score: float
+
+    def as_row(self, rounded: bool = False) -> dict:
+        """The segment as a row with the columns `SEGMENT_FIELDS` (`dass tag --segments`, the demo page and its
+        API, `write_csv`). `rounded`: seconds to 0.01 s and the score to 4 decimals, as the CSV writes them."""
+        if rounded:
+            return dict(zip(SEGMENT_FIELDS, (round(self.start, 2), round(self.end, 2), self.label, round(self.score, 4))))
+        return dict(zip(SEGMENT_FIELDS, (self.start, self.end, self.label, self.score)))
+
+
+def smooth(scores: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average over `window` (odd) steps of (steps, labels) scores; at the edges the average
+    covers the steps that exist. `window=1` returns the scores unchanged."""
+    window = odd_window(window, "smoothing")
+    if window == 1:
+        return scores
+    half = window // 2
+    padded = np.pad(scores.astype(np.float64), ((half + 1, half), (0, 0)))
+    counts = np.pad(np.ones(scores.shape[0]), (half + 1, half))
+    sums = np.cumsum(padded, axis=0)
+    totals = np.cumsum(counts)
+    window_sums = sums[window:] - sums[:-window]
+    window_counts = totals[window:] - totals[:-window]
+    return (window_sums / window_counts[:, None]).astype(scores.dtype)
+
+
+def frame_scores(
+    model,
+    input_values: torch.Tensor,
+    smoothing: int = 1,
+    frame_shift: float = 0.01,
+    show_progress: bool | None = None,
+) -> Timeline:
+    """Per-step probabilities of a `DassForAudioClassification` over one recording's features.
+
+    Args:
+        model: a `DassForAudioClassification` (multi- or single-label).
+        input_values: (frames, num_mel_bins) or (1, frames, num_mel_bins) normalised features, unpadded.
+        smoothing: odd moving-average window in steps (1: none).
+        frame_shift: seconds between input frames (10 ms for `DassFeatureExtractor`).
+        show_progress: progress bar over the layers on the lean path; None: when stderr is a terminal.
+    """
+    check_timeline_model(model)
+    if input_values.ndim == 2:
+        input_values = input_values.unsqueeze(0)
+    if input_values.ndim != 3 or input_values.shape[0] != 1:
+        raise ValueError(f"frame_scores takes one recording, (frames, mel bins); got shape {tuple(input_values.shape)}")
+    show = sys.stderr.isatty() if show_progress is None else show_progress
+    logits = read_out(model, input_values, poolings=(), show_progress=show).frame_logits[0]
+    return timeline_of_frame_logits(model, logits, input_values.shape[1], smoothing, frame_shift)
+
+
+def check_timeline_model(model) -> None:
+    """Refuse a regression model: a timeline needs label probabilities."""
+    if model.config.problem_type == "regression":
+        raise ValueError("a timeline needs a classification model; this one has problem_type='regression'")
+
+
+def timeline_of_frame_logits(
+    model, frame_logits: torch.Tensor, num_frames: int, smoothing: int = 1, frame_shift: float = 0.01
+) -> Timeline:
+    """The `Timeline` of one recording from its frame scores.
+
+    Args:
+        model: the `DassForAudioClassification` that computed them (its labels, problem type and time strides).
+        frame_logits: (time_steps, num_labels) logits of a forward on the recording's features; when they were
+            padded, `num_frames` is the frames of audio and the steps past them are dropped.
+        smoothing: odd moving-average window in steps (1: none).
+        frame_shift: seconds between input frames.
+    """
+    check_timeline_model(model)
+    times = model.frame_step_times(num_frames, frame_shift).numpy()
+    if frame_logits.shape[0] < len(times):
+        raise ValueError(f"{frame_logits.shape[0]} steps of frame logits for {num_frames} frames ({len(times)} steps)")
+    logits = frame_logits[: len(times)].detach().float().cpu()
+    probabilities = label_scores(logits, model.config.problem_type)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return Timeline(times=times, scores=smooth(probabilities.numpy(), smoothing), labels=labels)
+
+
+def segments(timeline: Timeline, threshold: float = 0.5) -> list[Segment]:
+    """Runs of consecutive steps with score >= `threshold`, one `Segment` per (label, run), sorted by start."""
+    threshold = probability(threshold, "threshold")
+    found = []
+    above = timeline.scores >= threshold
+    for column in np.flatnonzero(above.any(axis=0)):
+        flags = np.concatenate([[False], above[:, column], [False]])
+        edges = np.flatnonzero(np.diff(flags.astype(np.int8)))
+        for first, stop in zip(edges[::2], edges[1::2]):  # steps [first, stop)
+            found.append(
+                Segment(
+                    start=float(timeline.times[first, 0]),
+                    end=float(timeline.times[stop - 1, 1]),
+                    label=timeline.labels[column],
+                    score=float(timeline.scores[first:stop, column].max()),
+                )
+            )
+    found.sort(key=lambda s: (s.start, -s.score, s.label))
+    return found
+
+
+def write_csv(found: list[Segment], path: str | os.PathLike) -> None:
+    """CSV with header start_s,end_s,label,score (seconds to 0.01 s, scores to 4 decimals)."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SEGMENT_FIELDS)
+        for segment in found:
+            writer.writerow([f"{segment.start:.2f}", f"{segment.end:.2f}", segment.label, f"{segment.score:.4f}"])
+
+
+def strongest_labels(timeline: Timeline, count: int) -> list[int]:
+    """Columns of the `count` labels with the highest peak score, strongest first."""
+    peaks = timeline.scores.max(axis=0)
+    return [int(i) for i in np.argsort(-peaks, kind="stable")[:count]]
+
+
+def plot_timeline(timeline: Timeline, path: str | os.PathLike, top_labels: int = 10, title: str | None = None) -> None:
+    """PNG heat map of the `top_labels` strongest labels (rows) over time (seconds). Needs matplotlib."""
+    matplotlib = require("matplotlib", "plot", "The timeline plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if isinstance(top_labels, bool) or not isinstance(top_labels, int) or top_labels < 1:
+        raise ValueError(f"top_labels must be a positive integer, got {top_labels!r}")
+    rows = strongest_labels(timeline, top_labels)
+    start, end = float(timeline.times[0, 0]), float(timeline.times[-1, 1])
+    figure, axes = plt.subplots(figsize=(12, 1.0 + 0.35 * len(rows)))
+    image = axes.imshow(
+        timeline.scores[:, rows].T,
+        aspect="auto",
+        interpolation="nearest",
+        extent=(start, end, len(rows) - 0.5, -0.5),
+        vmin=0.0,
+        vmax=1.0,
+        cmap="viridis",
+    )
+    axes.set_yticks(range(len(rows)), [timeline.labels[i] for i in rows])
+    axes.set_xlabel("time (s)")
+    axes.set_title(title or "strongest labels over time")
+    figure.colorbar(image, ax=axes, label="score", pad=0.01)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,1 @@
+"""Helpers with no knowledge of DASS: argument checks and optional dependencies."""
