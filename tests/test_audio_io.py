@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from transformers_dass.audio import io
+from transformers_dass.audio import resample as io
 from transformers_dass.audio.io import load_audio
 from transformers_dass.audio.resample import resample
 

@@ -27,7 +27,8 @@ from transformers_dass.tagging import RunOptionsError, discover_inputs, read_row
 from transformers_dass.tagging.batching import batches_of_equal_length
 from transformers_dass.tagging.distributed import share
 from transformers_dass.tagging.features import DecodedInput
-from transformers_dass.inference.timeline import segments, timeline_of_file
+from transformers_dass.inference.classify import timeline_of_file
+from transformers_dass.inference.timeline import segments
 
 LABELS = ["alarm", "bird", "car", "dog", "engine"]
 # Scores of one clip batched with others vs alone (and features read whole vs in blocks): the same float32

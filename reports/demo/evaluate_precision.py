@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transformers_dass import DassFeatureExtractor, DassForAudioClassification
 from transformers_dass.audio.io import load_audio
 from transformers_dass.inference.classify import classify_waveform
 from transformers_dass.training.data import LabelEncoder
-from transformers_dass.inference.loading import demo_model_path
+from transformers_dass.inference.loading import demo_model_path, load_model
 from transformers_dass.inference.precision import apply_precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,8 +65,6 @@ def main() -> int:
     args = parser.parse_args()
 
     folder = args.model or demo_model_path()
-    base = DassForAudioClassification.from_pretrained(folder).eval()
-    extractor = DassFeatureExtractor.from_pretrained(folder)
     encoder = LabelEncoder.from_csv(args.data / "labels.csv")
     clips = test_clips(args.data)
     targets = np.stack([encoder.encode(labels) for _, labels, _ in clips])
@@ -78,7 +75,8 @@ def main() -> int:
     babble = load_audio(args.babble, sampling_rate=16000)
     results, reference = {"model": str(folder), "threads": torch.get_num_threads()}, {}
     for precision in PRECISIONS:
-        model = apply_precision(copy.deepcopy(base), precision)
+        loaded = load_model(folder, precision)
+        model, extractor = loaded.model, loaded.extractor
         single_scores = split_scores(model, extractor, [clips[i] for i in singles])
         scene_scores = split_scores(model, extractor, [clips[i] for i in scenes], whole=True)
         top1 = dict(zip(singles, single_scores.argmax(1)))

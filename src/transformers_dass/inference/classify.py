@@ -13,12 +13,13 @@ at the steps that hold audio (steps past the end of a padded recording are dropp
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
 
 from ..model.readout import choose_clip_pooling, label_scores, read_out
-from .features import RecordingFeatures, file_features, waveform_features
+from .features import LONG_FILE_SECONDS, RecordingFeatures, file_features, waveform_features
 from .timeline import Timeline, check_timeline_model, timeline_of_frame_logits
 
 __all__ = ["Analysis", "analyse_batch", "analyse_features", "classify_file", "classify_waveform", "timeline_of_file"]
@@ -109,19 +110,20 @@ def classify_file(
     timeline: bool = False,
     smoothing: int = 1,
     show_progress: bool | None = False,
+    long_file_seconds: float = LONG_FILE_SECONDS,
 ) -> Analysis:
     """Labels (and, with `timeline=True`, the timeline) of an audio file of any length, rate and channel count.
 
-    The file is decoded once (whole, or in blocks beyond `features.LONG_FILE_SECONDS`) and run through the model
-    once.
+    The file is decoded once (whole, or in blocks beyond `long_file_seconds`: bounded memory) and run through the
+    model once. `show_progress`: bars while reading in blocks and over the layers (None: when on a terminal).
 
     Raises:
         FileNotFoundError, ValueError: a missing, empty, undecodable or too short file, naming it.
     """
-    recording = file_features(path, extractor, show_progress=show_progress)
+    recording = file_features(path, extractor, long_file_seconds, show_progress=show_progress)
     return analyse_features(
         model, recording, top_k=top_k, clip_pooling=clip_pooling, timeline=timeline, smoothing=smoothing,
-        show_progress=bool(show_progress),
+        show_progress=sys.stderr.isatty() if show_progress is None else show_progress,
     )  # fmt: skip
 
 
