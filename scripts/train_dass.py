@@ -4,7 +4,7 @@
 Fine-tune on your own labelled audio (a local audiofolder, parquet shards or any `datasets` dataset with an
 audio and a label column), or reproduce DASS on AudioSet by streaming the Hub dataset and distilling from an AST
 teacher, an ensemble of teachers, or teacher logits computed beforehand (scripts/precompute_teacher_logits.py).
-See docs/TRAINING.md for the recipes and multi-GPU launches.
+See docs/training.md for the recipes and multi-GPU launches.
 
     python scripts/train_dass.py --model_name_or_path small --labels_csv class_labels_indices.csv \
         --dataset_name agkphysics/AudioSet --dataset_config_name balanced --streaming \

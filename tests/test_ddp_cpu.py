@@ -1,4 +1,4 @@
-"""A two-process DDP run of scripts/train_dass.py on CPU (gloo), launched with torchrun as docs/TRAINING.md says.
+"""A two-process DDP run of scripts/train_dass.py on CPU (gloo), launched with torchrun as docs/training.md says.
 
 What each rank did is observed through a `sitecustomize` put on the children's PYTHONPATH (the script runs
 unmodified): it records the clip ids every rank's collator receives and the types of the student and teacher

@@ -49,7 +49,7 @@ class Accuracy(evaluate.Metric):
 
 
 def example_command(script: Path, model: Path, data: Path, output: Path, max_steps: int) -> list[str]:
-    """The README's command: the script's own flags, its default `--freeze_feature_encoder`."""
+    """The command of docs/training.md: the script's own flags, its default `--freeze_feature_encoder`."""
     return [
         sys.executable, str(RUNNER), str(script),
         "--model_name_or_path", str(model), "--dataset_name", str(data), "--output_dir", str(output),

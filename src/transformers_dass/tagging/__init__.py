@@ -1,4 +1,4 @@
-"""Tagging a whole audio archive: `dass tag` and `tag()` (see README, "Tag an archive").
+"""Tagging a whole audio archive: `dass tag` and `tag()` (see docs/tagging.md).
 
 Modules, one job each: `inputs` (files, folders, manifests, datasets -> a fixed list of inputs), `features`
 (decode + resample + features in DataLoader workers), `batching` (only clips of one length per batch),
