@@ -23,53 +23,31 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
-
-def median_latency(model: torch.nn.Module, inputs: torch.Tensor, repeats: int, warmup: int = 1, **kwargs) -> float:
-    """Median wall time in seconds of `model(inputs, **kwargs)` in inference mode."""
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            start = time.perf_counter()
-            model(inputs, **kwargs)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+from bench.cpu import build_model  # scripts/bench: the helpers every benchmark script shares
+from bench.machine import cpu_name, peak_rss_mb
+from bench.timing import timed_runs
 
 
 def run_long_case(args: argparse.Namespace) -> None:
     """Child process: one long input through DASS with the chosen inference path; prints a JSON line."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_model(args.model, args.backend, args.frames)
+    model = build_model(args.model, args.frames, scan_backend=args.backend)
     inputs = torch.randn(1, args.frames, 128)
     long = args.frames > 8192
     with torch.inference_mode():
         lean = model.dass._use_lean_path(inputs, args.path)
-        if long:
-            model(inputs[:, :1000], inference_mode=args.path)  # warm-up
-        repeats = 1 if long else args.repeats
-        walls, cpus = [], []
-        for i in range(repeats + (0 if long else 1)):
-            start, start_cpu = time.perf_counter(), cpu_seconds()
-            model(inputs, inference_mode=args.path)
-            if long or i > 0:
-                walls.append(time.perf_counter() - start)
-                cpus.append(cpu_seconds() - start_cpu)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"latency": statistics.median(walls), "cpu": statistics.median(cpus), "peak_mb": peak_mb}
+        timing = timed_runs(
+            lambda: model(inputs, inference_mode=args.path),
+            1 if long else args.repeats,
+            warmup=(lambda: model(inputs[:, :1000], inference_mode=args.path)) if long else None,
+        )
+    result = {"latency": timing["wall"], "cpu": timing["cpu"], "peak_mb": peak_rss_mb()}
     print(json.dumps({**result, "path": "lean" if lean else "standard"}))
 
 
@@ -100,34 +78,11 @@ def long_inputs(args: argparse.Namespace) -> None:
                 )
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def build_model(name: str, backend: str, frames: int) -> torch.nn.Module:
-    if name == "ast":
-        from transformers import ASTConfig, ASTForAudioClassification
-
-        return ASTForAudioClassification(ASTConfig(max_length=frames)).eval()
-    from transformers_dass import DassConfig, DassForAudioClassification
-
-    config = DassConfig.small() if name == "small" else DassConfig.medium()
-    config.scan_backend = backend
-    return DassForAudioClassification(config).eval()
-
-
 def run_case(args: argparse.Namespace) -> None:
     """Child process: time one case and print a JSON line."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_model(args.model, args.backend, args.frames)
+    model = build_model(args.model, args.frames, scan_backend=args.backend)
     if args.model != "ast":
         from transformers_dass.ops import resolve_backend
 
@@ -136,9 +91,9 @@ def run_case(args: argparse.Namespace) -> None:
             raise SystemExit(f"backend {args.backend} unavailable (would run {resolved})")
     inputs = torch.randn(args.batch, args.frames, 128)
     repeats = args.repeats if args.frames * args.batch <= 8192 else max(1, args.repeats // 3)
-    latency = median_latency(model, inputs, repeats)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"latency": latency, "peak_mb": peak_mb}))
+    with torch.inference_mode():
+        latency = timed_runs(lambda: model(inputs), repeats)["wall"]
+    print(json.dumps({"latency": latency, "peak_mb": peak_rss_mb()}))
 
 
 def measure(

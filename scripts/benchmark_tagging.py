@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -32,17 +31,9 @@ import numpy as np
 import soundfile
 import torch
 
+from bench.machine import cpu_name  # scripts/bench: the helpers every benchmark script shares
+
 SUMMARY = re.compile(r"This run tagged (\d+) files \([\d.]+ h\) in ([\d.]+) s")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_archive(folder: Path, count: int, seconds: tuple[float, float], seed: int) -> float:
@@ -115,7 +106,7 @@ def main() -> None:
 
     from transformers_dass.inference.loading import demo_model_path
 
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, {torch.get_num_threads()} threads")
     started = time.perf_counter()
     lines = [
         "| model | files | audio h | baseline: classify file by file | tag, 1 process | tag, 2 processes (torchrun) "

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from transformers_dass.audio import resample as io
+from transformers_dass.audio import resample as resampling
 from transformers_dass.audio.io import load_audio
 from transformers_dass.audio.resample import resample
 
@@ -80,9 +80,9 @@ def test_resample_chunks_are_seamless(orig_sr, target_sr):
 def test_resample_tiles_are_seamless(monkeypatch, orig_sr, target_sr):
     """Tiles of any size give the output of a single tile, up to float32 rounding."""
     x = np.random.default_rng(7).standard_normal(orig_sr + 5).astype(np.float32)
-    monkeypatch.setattr(io, "TILE_SAMPLES", 1 << 18)  # the whole input in one tile
+    monkeypatch.setattr(resampling, "TILE_SAMPLES", 1 << 18)  # the whole input in one tile
     single_tile = resample(x, orig_sr, target_sr)
-    monkeypatch.setattr(io, "TILE_SAMPLES", 999)
+    monkeypatch.setattr(resampling, "TILE_SAMPLES", 999)
     many_tiles = resample(x, orig_sr, target_sr)
     # A seam (a missing or misplaced overlap) moves outputs next to it by about 0.1 or more.
     np.testing.assert_allclose(many_tiles, single_tile, rtol=0, atol=1e-5)

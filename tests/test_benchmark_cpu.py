@@ -1,28 +1,16 @@
-"""scripts/benchmark_cpu.py: its plan, the report's ratio arithmetic and goal wording, AST's reach estimate, and
-cases on toy models run in-process and through the subprocess plumbing. Times are never asserted."""
+"""The CPU benchmark (`python -m scripts.bench`, scripts/bench/cpu.py): its plan, the report's ratio arithmetic and
+goal wording, AST's reach estimate, and cases on toy models run in-process and through the subprocess plumbing.
+Times are never asserted."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # benchmark_cpu imports its helpers from `benchmark`; dataclasses look modules up
-    spec.loader.exec_module(module)
-    return module
-
-
-load_script("benchmark")
-bench = load_script("benchmark_cpu")
+from scripts.bench import cpu as bench
 
 
 def row(model, precision, wall, cpu, seconds=10, batch=1, threads=2, status="ok"):
@@ -193,3 +181,70 @@ def test_onnx_above_60_s_is_skipped_unless_asked_for(tmp_path):
     case = bench.Case("small", "onnx", 600, 1, 2)
     rows, _ = bench.run_all(bench.parse_args(["--seconds", "600"]), [case], str(tmp_path))
     assert rows[0]["status"] == "skipped" and "--precisions onnx" in rows[0]["reason"]
+
+
+def test_fp32_aten_runs_only_when_named_and_only_for_dass():
+    default = bench.plan(bench.parse_args(["--quick"]))
+    assert not any(case.precision == "fp32-aten" for case in default)
+    chosen = bench.plan(bench.parse_args(["--quick", "--models", "ast", "small", "--precisions", "fp32", "fp32-aten"]))
+    assert [(c.model, c.precision) for c in chosen] == [("ast", "fp32"), ("small", "fp32"), ("small", "fp32-aten")]
+
+
+def test_speedup_against_ast_in_the_same_precision():
+    rows = [
+        row("ast", "fp32", wall=2.0, cpu=4.0),
+        row("ast", "bf16", wall=1.0, cpu=2.0),
+        row("small", "bf16", wall=0.25, cpu=0.25),
+        row("small", "fp32-aten", wall=0.5, cpu=1.0),  # AST has no such precision
+    ]
+    assert bench.speedups(rows, rows[2], "bf16") == (4.0, 8.0)
+    table = bench.markdown_table(rows)
+    assert "| 8.00x | 16.00x | 4.00x | 8.00x |" in table[4]
+    assert "| 4.00x | 4.00x | - | - |" in table[5]
+    assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_onnx_rows_are_compared_with_pytorch_fp32_logits_and_time():
+    fp32, onnx = row("small", "fp32", wall=0.5, cpu=1.0), row("small", "onnx", wall=2.0, cpu=3.0)
+    fp32["logits"], onnx["logits"] = [[0.0, 1.0]], [[0.0, 1.25]]
+    other = row("medium", "onnx", wall=1.0, cpu=1.0)  # no fp32 row of DASS-medium: no comparison
+    rows = [fp32, onnx, other]
+    bench.compare_logits(rows)
+    assert onnx["max_abs_diff"] == 0.25 and not any("logits" in r for r in rows)
+    lines = bench.onnx_table(rows)
+    assert len([line for line in lines if line.startswith("| DASS")]) == 1
+    assert "| 0.500 | 2.000 | 4.00 | 1.000 | 3.000 | 3.00 | 2.5e-01 |" in lines[-2]
+    assert bench.onnx_table(rows[:1]) == []
+
+
+def test_timed_rounds_interleave_the_calls_and_run_exactly_the_repeats_without_budget():
+    calls = []
+    results = bench.timed_rounds([lambda: calls.append("a") or "A", lambda: calls.append("b") or "B"], repeats=2)
+    assert calls == ["a", "b"] * 3
+    assert [r["runs"] for r in results] == [2, 2] and [r["output"] for r in results] == ["A", "B"]
+    calls.clear()
+    result = bench.timed_runs(lambda: calls.append("long"), repeats=1, warmup=lambda: calls.append("short"))
+    assert calls == ["short", "long"] and result["runs"] == 1 and not result["warmup_only"]
+
+
+def test_fp32_aten_tiny_case_runs_in_process():
+    from transformers_dass.model import fused_linear
+
+    original = fused_linear._takes_onednn
+    spec = {"model": "small", "precision": "fp32-aten", "seconds": 10, "batch": 1, "threads": 1, "repeats": 1,
+            "budget": 10.0, "tiny": True}  # fmt: skip
+    result = bench.run_case(spec)
+    assert result["runs"] == 1 and "scan" in result["note"] and fused_linear._takes_onednn is original
+
+
+def test_interleave_times_a_group_in_one_process(tmp_path):
+    args = bench.parse_args(
+        ["--tiny", "--quick", "--interleave", "--threads", "1", "--models", "ast", "small", "--precisions", "fp32",
+         "bf16-autocast"]
+    )  # fmt: skip
+    rows, _ = bench.run_all(args, bench.plan(args), str(tmp_path))
+    assert [(r["model"], r["precision"], r["status"]) for r in rows] == [
+        ("ast", "fp32", "ok"), ("ast", "bf16-autocast", "ok"), ("small", "fp32", "ok"), ("small", "bf16-autocast", "ok")
+    ]  # fmt: skip
+    assert all(r["runs"] == 2 and r["peak_mb"] is None for r in rows) and not any("logits" in r for r in rows)
+    assert "| - |" in bench.markdown_table(rows)[2]

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from transformers_dass.evaluation.niah import haystack
+from transformers_dass.audio.fbank import AUDIOSET_STD
 from transformers_dass.audio.io import load_audio
+from transformers_dass.evaluation.niah import haystack as niah
 from transformers_dass.evaluation.niah.haystack import haystack_features, needle_start
 from transformers_dass.evaluation.niah.mixing import MixedHaystacks
 
@@ -22,7 +23,7 @@ SR = 16000
 @pytest.fixture
 def several_chunks(monkeypatch):
     """Noise generated and featurised in small chunks, so that the needle straddles chunk boundaries."""
-    monkeypatch.setattr(haystack, "NOISE_CHUNK_SAMPLES", 7001)
+    monkeypatch.setattr(niah, "NOISE_CHUNK_SAMPLES", 7001)
 
 
 def make_needle() -> torch.Tensor:
@@ -53,10 +54,10 @@ def test_recomputed_frames_equal_the_features_of_the_mixed_waveform(several_chun
     assert torch.equal(got[outside], expected[outside])  # untouched frames: bit for bit
     # Frames over the needle: the same float32 code, other blocking (frames per FFT call), so within the fbank
     # rounding bound of their samples (the window's), normalised.
-    assert_log_mel_close(got, expected, window.numpy(), scale=1 / (2 * haystack.DEFAULT_STD), what="frames over the needle")
+    assert_log_mel_close(got, expected, window.numpy(), scale=1 / (2 * AUDIOSET_STD), what="frames over the needle")
     # the window on its own gives the same features (other chunk boundaries)
     alone = haystack_features(window, remove_mean=False)
-    assert_log_mel_close(got, alone, window.numpy(), scale=1 / (2 * haystack.DEFAULT_STD), what="the window alone")
+    assert_log_mel_close(got, alone, window.numpy(), scale=1 / (2 * AUDIOSET_STD), what="the window alone")
     # the needle is there: its frames differ from the background's
     background = haystacks.features[offset : offset + 3001]
     assert (got[~outside] - background[~outside]).abs().amax() > 0.5
@@ -74,14 +75,14 @@ def test_level_shift_puts_the_haystack_at_the_needle_level():
     shift = haystacks.level_shift(needle, 10.0)
     window = haystacks.waveform(needle, 0.5, 10.0)
     gain = (needle.double().square().mean().sqrt() / 10 ** 0.5 / 0.05).item()
-    assert shift == pytest.approx(2 * math.log(gain) / (2 * haystack.DEFAULT_STD), rel=1e-9)
+    assert shift == pytest.approx(2 * math.log(gain) / (2 * AUDIOSET_STD), rel=1e-9)
     got = haystacks.at_needle_level(haystacks.features_with(needle, 0.5, 10.0), needle, 10.0)
     floor = haystacks.features.amin()
     assert (got == floor).any() and (got > floor).float().mean() > 0.9  # empty mel filters stay at the floor
     expected = haystack_features(window * gain, remove_mean=False)
     # Scaling the samples rounds each one (relative 2^-24), within the time-domain term of the fbank bound.
     scaled = (window * gain).numpy()
-    assert_log_mel_close(got, expected, scaled, scale=1 / (2 * haystack.DEFAULT_STD), what="haystack at the needle level")
+    assert_log_mel_close(got, expected, scaled, scale=1 / (2 * AUDIOSET_STD), what="haystack at the needle level")
 
 
 def test_needle_is_scaled_to_the_snr_above_the_fixed_background():

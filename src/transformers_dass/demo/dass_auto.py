@@ -5,12 +5,7 @@ No model code lives here: the classes are those of the installed `transformers-d
 """
 
 try:
-    from transformers_dass import (
-        DassConfig,
-        DassFeatureExtractor,
-        DassForAudioClassification,
-        DassModel,
-    )
+    from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification, DassModel
 except ImportError as error:
     raise ImportError(
         "This folder holds a DASS model (model type 'dass'), whose code is the transformers-dass package: "

@@ -315,7 +315,7 @@ class DassFeatureExtractor(SequenceFeatureExtractor):
             features.sub_(self.mean).div_(self.std * 2)
         return features, mask
 
-    def fbank_into(self, out: torch.Tensor, waveform: torch.Tensor) -> None:
+    def _fbank_into(self, out: torch.Tensor, waveform: torch.Tensor) -> None:
         """Write the first out.shape[0] fbank frames (frames, bins) of the mean-removed waveform (samples,) into out."""
         mean = waveform.mean()
         if self.backend == "torchaudio":

@@ -1,65 +1,79 @@
 """CPU speed side by side: AST, PANNs CNN14 and DASS in each precision (and DASS on ONNX Runtime), in one run.
 
-    OMP_WAIT_POLICY=PASSIVE python scripts/benchmark_cpu.py                  # 10 s (batch 1, 8) and 60 s
-    OMP_WAIT_POLICY=PASSIVE python scripts/benchmark_cpu.py --seconds 600    # the 10-minute inputs alone
-    python scripts/benchmark_cpu.py --quick                                  # 10 s, batch 1, few repeats
-    python scripts/benchmark_cpu.py --models ast small --precisions fp32 bf16-autocast --seconds 10 --batch 1 8
+From the repository root:
 
-Prints the machine (CPU model, its ISA flags, torch and ONNX Runtime versions, threads), then a markdown table with
-one row per case: median wall time and process CPU time (user + system, all threads: less disturbed than wall
-time when other jobs share the cores) per forward, clips per second, the case's peak RSS, and the speed-up over
-AST fp32 at the same audio length, batch and threads measured in the same run (AST fp32 time / case time, from
-wall and from CPU time). Then the goals block of the CPU-speed issue, with the ratios it asks for and whether
-this run meets them. It is a report, not a test: the numbers are only as good as the machine's quiet.
+    OMP_WAIT_POLICY=PASSIVE python -m scripts.bench                      # 10 s (batch 1, 8) and 60 s
+    OMP_WAIT_POLICY=PASSIVE python -m scripts.bench --seconds 600        # the 10-minute inputs alone
+    python -m scripts.bench --quick                                      # 10 s, batch 1, few repeats
+    python -m scripts.bench --models ast small --precisions fp32 bf16-autocast --seconds 10 --batch 1 8
+    python -m scripts.bench --interleave --models ast small --precisions fp32 fp32-aten bf16 bf16-autocast int8
+    python -m scripts.bench --models small --precisions fp32 onnx --onnx-dir /tmp --seconds 10 60 600
+
+Prints the machine (CPU model, its ISA flags, torch and ONNX Runtime versions, threads, what `--dtype auto` picks
+here), then a markdown table with one row per case: median wall time and process CPU time (user + system, all
+threads: less disturbed than wall time when other jobs share the cores) per forward, clips per second, the case's
+peak RSS, and the speed-up over AST fp32 and over AST in the row's own precision at the same audio length, batch
+and threads, measured in the same run (AST's time / case time, from wall and from CPU time). Where DASS ran both in
+fp32 and on ONNX Runtime, a second table compares the two (time ratios, largest logit difference: same weights,
+same inputs). Then the goals block of the CPU-speed issue, with the ratios it asks for and whether this run meets
+them. It is a report, not a test: the numbers are only as good as the machine's quiet.
 
 Cases (each in its own subprocess, so that its peak RSS, which includes ~0.3 GB of Python + torch, is its own):
   models      ast (transformers' ASTForAudioClassification(ASTConfig(max_length=frames)), sdpa attention),
               cnn14 (panns_inference's Cnn14 at 32 kHz, fed the waveform: its STFT + log-mel front-end is inside
               the timed forward, unlike the others, which take features), small, medium (DASS, compiled CPU scan
-              when built, otherwise the reference scan, named in the note column).
+              when built, otherwise the reference scan, named in the note column; every setting "auto", as users
+              call it: the lean path from config.lean_threshold_frames frames).
   precisions  fp32; bf16 (parameters and inputs cast to bfloat16; DASS keeps its scan parameters and head in
               fp32); bf16-autocast (fp32 weights under torch.autocast("cpu", bfloat16)); int8 (dynamic
               quantisation of the linears: int8 weights, activations quantised per call); onnx (DASS only:
               fp32 graph from transformers_dass.inference.onnx_export run by ONNX Runtime with intra-op threads =
-              --threads, exported once per model in its own process before its cases; above 60 s only when
-              --precisions names it, since ONNX Runtime has no lean path: past 18 GB at 600 s).
-              bf16 and int8 are transformers_dass.inference.precision.apply_precision's formats, for every model.
+              --threads, exported once per model in its own process before its cases, or reused from
+              --onnx-dir; above 60 s only when --precisions names it, since ONNX Runtime has no lean path: past
+              18 GB at 600 s); fp32-aten (DASS only, only when --precisions names it: fp32 with the block linears
+              through ATen, MKL sgemm, instead of oneDNN: the state before transformers_dass.model.fused_linear, for
+              comparison). bf16 and int8 are transformers_dass.inference.precision.apply_precision's formats, for every model.
   lengths     --seconds of audio: 10 s = 1024 frames (AST's input; both feature extractors pad 10 s to it),
               otherwise the kaldi frame count of that many seconds at 16 kHz (60 s = 5998 frames); CNN14 gets
-              seconds x 32000 samples. Random weights and inputs: speed does not depend on them.
+              seconds x 32000 samples. Random weights and inputs (speed does not depend on them), seeded: every
+              case of a model, and its ONNX export, have the same weights, and every case of a size the same inputs.
 Timing: one warm-up forward, then up to --repeats timed ones while they fit in --budget seconds; when the warm-up
 alone exceeds the budget, it is the one measurement (runs "1w": includes first-call costs, which are small next
 to a forward that long). AST is not run where its estimated cost is out of reach (see `ast_estimate`): the row
 says "skipped" with the estimate and the rule. A case that fails or is missing a package says so in its row.
+--interleave: the cases of each length, batch and thread count are built together in one process and timed in
+interleaved rounds (one warm-up round, then exactly --repeats rounds, --budget aside), so that a change in the
+machine's load hits all of them alike: for a machine shared with other jobs. Their peak RSS is the group's, not
+shown ("-").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
 import json
-import math
 import os
-import platform
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import types
-
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import cpu_name, cpu_seconds  # noqa: E402  (scripts/benchmark.py's machine line and CPU clock)
+from .machine import BF16_FLAGS, available_memory_bytes, cpu_flags, machine_lines, peak_rss_mb
+from .timing import timed_rounds, timed_runs
 
 MODELS = ("ast", "cnn14", "small", "medium")
-PRECISIONS = ("fp32", "bf16", "bf16-autocast", "int8", "onnx")
+DASS = ("small", "medium")
+PRECISIONS = ("fp32", "bf16", "bf16-autocast", "int8", "onnx")  # the formats users run
+# Every --precisions choice in report order: the formats and fp32-aten, DASS fp32 as it ran before its oneDNN linears.
+CHOICES = ("fp32", "fp32-aten", "bf16", "bf16-autocast", "int8", "onnx")
 LABELS = {"ast": "AST", "cnn14": "PANNs CNN14", "small": "DASS-small", "medium": "DASS-medium"}
 # What a full run measures of each model when --precisions is not given: CNN14 is a reference point in fp32.
 DEFAULT_PRECISIONS = {
@@ -68,19 +82,16 @@ DEFAULT_PRECISIONS = {
     "small": PRECISIONS,
     "medium": PRECISIONS,
 }
-SUPPORTED = {"ast": PRECISIONS[:4], "cnn14": PRECISIONS[:4], "small": PRECISIONS, "medium": PRECISIONS}
-ISA_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-    "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
-)  # fmt: skip
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+SUPPORTED = {"ast": PRECISIONS[:4], "cnn14": PRECISIONS[:4], "small": CHOICES, "medium": CHOICES}
 INSTALL_HINT = 'pip install "transformers-dass[bench]"'
-# Precision names of this script -> choices of transformers_dass.inference.precision.apply_precision.
+# Precision names of this benchmark -> choices of transformers_dass.inference.precision.apply_precision.
 LIBRARY_PRECISION = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}
 AST_MAX_MEMORY_FRACTION = 0.8  # of MemAvailable: what an AST case may be estimated to need before it is skipped
 ASSUMED_FLOPS_PER_THREAD = 200e9  # AST's time estimate before it is measured: 2x what a Zen 5 core reached in fp32
 CNN14_SAMPLE_RATE = 32000
 ONNX_DEFAULT_MAX_SECONDS = 60  # longer ONNX cases only when asked for (BENCHMARKS.md: >18 GB at 600 s)
+# The folder `python -m <this package>` runs from, for the child processes: the repository root.
+PACKAGE_ROOT = Path(__file__).resolve().parents[__package__.count(".") + 1]
 
 
 class Unavailable(Exception):
@@ -111,48 +122,10 @@ def input_frames(seconds: float) -> int:
     return max(1024, num_frames(round(seconds * 16000)))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Machine
+def dtype_auto_line() -> str:
+    from transformers_dass.inference.precision import resolve_dtype
 
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def available_memory_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def machine_lines(threads: list[int]) -> list[str]:
-    flags = cpu_flags()
-    isa = " ".join(flag for flag in ISA_FLAGS if flag in flags) or "(no /proc/cpuinfo flags)"
-    try:
-        import onnxruntime
-
-        ort = f"onnxruntime {onnxruntime.__version__}"
-    except ImportError:
-        ort = "onnxruntime not installed"
-    return [
-        f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs)",
-        f"ISA flags: {isa}",
-        f"torch {torch.__version__} (ATen CPU capability {torch.backends.cpu.get_cpu_capability()}), {ort}, "
-        f"python {platform.python_version()}",
-        f"threads: {', '.join(map(str, threads))}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
-    ]
+    return f"--dtype auto here: {resolve_dtype('auto')[1]}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -165,8 +138,9 @@ def tiny_dass_config(name: str):
     return DassConfig(dims=[8, 16], depths=[1, 1 if name == "small" else 2], drop_path_rate=0.0)
 
 
-def build_model(model: str, frames: int, tiny: bool) -> torch.nn.Module:
-    """The fp32 model of a case, in eval mode. `tiny`: toy sizes that only check the command runs."""
+def build_model(model: str, frames: int, tiny: bool = False, scan_backend: str | None = None) -> torch.nn.Module:
+    """The fp32 model of a case, in eval mode. `tiny`: toy sizes that only check the command runs. `scan_backend`:
+    DASS's config.scan_backend (default: the config's, "auto")."""
     if model == "ast":
         from transformers import ASTConfig, ASTForAudioClassification
 
@@ -181,6 +155,8 @@ def build_model(model: str, frames: int, tiny: bool) -> torch.nn.Module:
     from transformers_dass import DassConfig, DassForAudioClassification
 
     config = tiny_dass_config(model) if tiny else (DassConfig.small() if model == "small" else DassConfig.medium())
+    if scan_backend is not None:
+        config.scan_backend = scan_backend
     return DassForAudioClassification(config).eval()
 
 
@@ -204,49 +180,52 @@ def load_cnn14_class() -> type:
 def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """The one place where a case's precision is applied to its fp32 model: every model gets the library's recipe
     (transformers_dass.inference.precision: bf16 casts parameters, keeping those a DASS model lists in fp32; int8 quantises
-    the linears dynamically, int8 weights with per-channel scales). bf16-autocast leaves the model in fp32 and is
-    applied around the call."""
-    if precision == "bf16-autocast":
+    the linears dynamically, int8 weights with per-channel scales). bf16-autocast and fp32-aten leave the model in
+    fp32 and are applied around the call (`precision_context`)."""
+    if precision in ("bf16-autocast", "fp32-aten"):
         return model
     from transformers_dass.inference.precision import apply_precision as library_apply
 
     return library_apply(model, LIBRARY_PRECISION[precision])
 
 
+@contextlib.contextmanager
+def aten_linears():
+    """DASS's block linears through ATen (MKL sgemm in fp32) instead of oneDNN: the state before fused_linear.py."""
+    from transformers_dass.model import fused_linear
+
+    original = fused_linear._takes_onednn
+    fused_linear._takes_onednn = lambda *args: False
+    try:
+        yield
+    finally:
+        fused_linear._takes_onednn = original
+
+
+def precision_context(precision: str):
+    """What a case's forward runs under: autocast for bf16-autocast, ATen linears for fp32-aten, else nothing."""
+    if precision == "bf16-autocast":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision == "fp32-aten":
+        return aten_linears()
+    return contextlib.nullcontext()
+
+
 def make_inputs(model: str, case_frames: int, seconds: float, batch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)  # the same inputs for every case of a size (ONNX's logit check)
     if model == "cnn14":
-        return 0.1 * torch.randn(batch, round(seconds * CNN14_SAMPLE_RATE))
-    return torch.randn(batch, case_frames, 128)
+        return 0.1 * torch.randn(batch, round(seconds * CNN14_SAMPLE_RATE), generator=generator)
+    return torch.randn(batch, case_frames, 128, generator=generator)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Timing (child process)
+# Cases (child process)
 
 
-def timed_runs(call, repeats: int, budget: float) -> dict:
-    """One warm-up `call()`, then up to `repeats` timed calls while they fit in `budget` seconds.
-
-    Returns the medians of wall and process CPU time (s), the number of timed runs and whether the warm-up had to
-    serve as the only measurement (when it alone took longer than `budget`)."""
-    start, start_cpu = time.perf_counter(), cpu_seconds()
-    call()
-    warm_wall, warm_cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
-    count = min(repeats, int(budget // warm_wall)) if warm_wall > 0 else repeats
-    if count == 0:
-        return {"wall": warm_wall, "cpu": warm_cpu, "runs": 1, "warmup_only": True}
-    walls, cpus = [], []
-    for _ in range(count):
-        start, start_cpu = time.perf_counter(), cpu_seconds()
-        call()
-        walls.append(time.perf_counter() - start)
-        cpus.append(cpu_seconds() - start_cpu)
-    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "runs": count, "warmup_only": False}
-
-
-def torch_call(model: torch.nn.Module, inputs: torch.Tensor, autocast: bool):
+def torch_call(model: torch.nn.Module, inputs: torch.Tensor, precision: str) -> Callable[[], object]:
     def call():
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            model(inputs)
+        with torch.inference_mode(), precision_context(precision):
+            return model(inputs)
 
     return call
 
@@ -260,30 +239,58 @@ def dass_note(model: torch.nn.Module, inputs: torch.Tensor) -> str:
     return f"{backend} scan, {'lean' if lean else 'standard'} path"
 
 
-def run_case(spec: dict) -> dict:
-    """Child process: build, time and measure one case; returns the JSON-able result."""
-    torch.set_num_threads(spec["threads"])
-    torch.manual_seed(0)
+def prepare_case(spec: dict) -> tuple[Callable[[], object], str]:
+    """Build one case in this process: (the forward to time, the note of its row)."""
     model_name, precision = spec["model"], spec["precision"]
     frames = input_frames(spec["seconds"])
     inputs = make_inputs(model_name, frames, spec["seconds"], spec["batch"])
-    note = ""
     if precision == "onnx":
-        call = onnx_call(spec["onnx_path"], inputs, spec["threads"])
-        note = "ONNX Runtime, CPU provider"
-    else:
-        model = build_model(model_name, frames, spec["tiny"])
-        is_dass = model_name in ("small", "medium")
-        if is_dass:
-            note = dass_note(model, inputs)
-        model = apply_precision(model, precision)
-        if precision == "bf16" and not is_dass:
-            inputs = inputs.to(torch.bfloat16)  # DASS casts its input to its weights' dtype itself
-        call = torch_call(model, inputs, autocast=precision == "bf16-autocast")
-    result = timed_runs(call, spec["repeats"], spec["budget"])
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["note"] = note
+        return onnx_call(spec["onnx_path"], inputs, spec["threads"]), "ONNX Runtime, CPU provider"
+    if precision == "fp32-aten" and importlib.util.find_spec("transformers_dass.model.fused_linear") is None:
+        raise Unavailable("this install has no transformers_dass.model.fused_linear (its linears are ATen's already)")
+    torch.manual_seed(0)  # the same weights for every case of a model, and for its ONNX export
+    model = build_model(model_name, frames, spec["tiny"])
+    note = dass_note(model, inputs) if model_name in DASS else ""
+    model = apply_precision(model, precision)
+    if precision == "bf16" and model_name not in DASS:
+        inputs = inputs.to(torch.bfloat16)  # DASS casts its input to its weights' dtype itself
+    return torch_call(model, inputs, precision), note
+
+
+def case_result(spec: dict, timing: dict, note: str, peak_mb: float | None) -> dict:
+    """A timed case's JSON-able result; DASS's fp32 and ONNX cases keep their logits for the ONNX comparison."""
+    output = timing.pop("output")
+    result = {**timing, "peak_mb": peak_mb, "note": note}
+    if spec["model"] in DASS and spec["precision"] == "fp32":
+        result["logits"] = output.logits.float().tolist()
+    elif spec["precision"] == "onnx":
+        result["logits"] = output[0].tolist()
     return result
+
+
+def run_case(spec: dict) -> dict:
+    """Child process: build, time and measure one case; returns the JSON-able result."""
+    torch.set_num_threads(spec["threads"])
+    call, note = prepare_case(spec)
+    timing = timed_runs(call, spec["repeats"], spec["budget"])
+    return case_result(spec, timing, note, peak_rss_mb())
+
+
+def run_group(specs: list[dict]) -> list[dict]:
+    """Child process of --interleave: build the cases of one length, batch and thread count, then time them in
+    interleaved rounds (exactly `repeats`); one result per spec. A case this install cannot run says so in its
+    result; the others still run."""
+    torch.set_num_threads(specs[0]["threads"])
+    results, ready = {}, []
+    for index, spec in enumerate(specs):
+        try:
+            ready.append((index, spec, *prepare_case(spec)))
+        except Unavailable as error:
+            results[index] = {"status": "not available", "reason": str(error)}
+    timings = timed_rounds([call for _, _, call, _ in ready], specs[0]["repeats"]) if ready else []
+    for (index, spec, _, note), timing in zip(ready, timings):
+        results[index] = {"status": "ok", **case_result(spec, timing, note, peak_mb=None)}
+    return [results[index] for index in range(len(specs))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -306,16 +313,15 @@ def export_onnx_model(spec: dict) -> dict:
         if importlib.util.find_spec(package) is None:
             raise Unavailable(f"{package} is not installed: {INSTALL_HINT}")
     torch.set_num_threads(spec["threads"])
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the weights of the model's PyTorch cases (prepare_case)
     model = build_model(spec["model"], 1024, spec["tiny"])
     start = time.perf_counter()
     export_onnx(model, spec["onnx_path"])
     size_mb = os.path.getsize(spec["onnx_path"]) / 2**20
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"export_s": time.perf_counter() - start, "size_mb": size_mb, "peak_mb": peak_mb}
+    return {"export_s": time.perf_counter() - start, "size_mb": size_mb, "peak_mb": peak_rss_mb()}
 
 
-def onnx_call(path: str, inputs: torch.Tensor, threads: int):
+def onnx_call(path: str, inputs: torch.Tensor, threads: int) -> Callable[[], object]:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -379,10 +385,12 @@ def ast_skip_reason(
 
 
 def run_child(args: argparse.Namespace, mode: str, spec: dict) -> dict:
-    """Run `mode` ("case" or "export") for `spec` in a subprocess; a result dict with "status"."""
-    command = [sys.executable, os.path.abspath(__file__), f"--{mode}", json.dumps(spec)]
+    """Run `mode` ("case", "group" or "export") for `spec` in a subprocess; a result dict with "status"."""
+    command = [sys.executable, "-m", __package__, f"--{mode}", json.dumps(spec)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=args.case_timeout, check=False, cwd=PACKAGE_ROOT
+        )
     except subprocess.TimeoutExpired:
         return {"status": "failed", "reason": f"timed out after {args.case_timeout:g} s (--case-timeout)"}
     lines = done.stdout.strip().splitlines()
@@ -396,9 +404,16 @@ def run_child(args: argparse.Namespace, mode: str, spec: dict) -> dict:
     return {"status": "failed", "reason": last[:300]}
 
 
+CHILD_MODES = {  # what a child process runs: --case, --group or --export with its JSON spec
+    "case": run_case,
+    "group": lambda spec: {"results": run_group(spec["cases"])},
+    "export": export_onnx_model,
+}
+
+
 def child_main(mode: str, spec: dict) -> None:
     try:
-        result = {"status": "ok", **(run_case(spec) if mode == "case" else export_onnx_model(spec))}
+        result = {"status": "ok", **CHILD_MODES[mode](spec)}
     except Unavailable as error:
         result = {"status": "not available", "reason": str(error)}
     except (torch.OutOfMemoryError, MemoryError):
@@ -418,7 +433,7 @@ def plan(args: argparse.Namespace) -> list[Case]:
             for batch in args.batch if seconds <= 10 else [1]:
                 for model in args.models:
                     wanted = args.precisions if args.precisions else DEFAULT_PRECISIONS[model]
-                    for precision in PRECISIONS:
+                    for precision in CHOICES:
                         if precision in wanted and precision in SUPPORTED[model]:
                             cases.append(Case(model, precision, seconds, batch, threads))
     baseline_first = lambda case: (case.model, case.precision) != ("ast", "fp32")  # noqa: E731
@@ -426,98 +441,151 @@ def plan(args: argparse.Namespace) -> list[Case]:
     return cases
 
 
+def skip_result(args: argparse.Namespace, case: Case, ast_rate: float | None) -> dict | None:
+    """The row of a case this run does not attempt (AST out of reach, ONNX above 60 s unasked), or None."""
+    reason = None
+    if case.model == "ast":
+        reason = ast_skip_reason(case.frames, case.batch, case.threads, ast_rate, args.max_case_seconds, args.tiny)
+    if case.precision == "onnx" and case.seconds > ONNX_DEFAULT_MAX_SECONDS and not args.precisions:
+        reason = (
+            f"ONNX Runtime runs the standard forward (no lean path), past 18 GB at 600 s; "
+            f"--precisions onnx runs it above {ONNX_DEFAULT_MAX_SECONDS} s"
+        )
+    return None if reason is None else {"status": "skipped", "reason": reason}
+
+
+def time_cases(args: argparse.Namespace, specs: list[dict]) -> list[dict]:
+    """Results of `specs`: each in its own process, or with --interleave all of them in one."""
+    if not specs:
+        return []
+    if not args.interleave:
+        return [run_child(args, "case", spec) for spec in specs]
+    group = run_child(args, "group", {"cases": specs})
+    return group["results"] if group["status"] == "ok" else [dict(group) for _ in specs]
+
+
 def run_all(args: argparse.Namespace, cases: list[Case], workdir: str) -> tuple[list[dict], list[str]]:
-    """Run every case in its own process; returns one result row per case and notes (ONNX exports)."""
+    """Run every case in its own process (with --interleave: the cases of each length, batch and thread count
+    together in one); returns one result row per case, in plan order, and notes (ONNX exports)."""
     rows, notes, exports = [], [], {}
     ast_rate: dict[int, float] = {}  # threads -> AST fp32 flops per second measured so far
-    for index, case in enumerate(cases, 1):
-        row = {**dataclasses.asdict(case), "frames": case.frames}
-        spec = {**row, "repeats": args.repeats, "budget": args.budget, "tiny": args.tiny}
-        reason = None
-        if case.model == "ast":
-            rate = ast_rate.get(case.threads)
-            reason = ast_skip_reason(case.frames, case.batch, case.threads, rate, args.max_case_seconds, args.tiny)
-        if case.precision == "onnx" and case.seconds > ONNX_DEFAULT_MAX_SECONDS and not args.precisions:
-            reason = (
-                f"ONNX Runtime runs the standard forward (no lean path), past 18 GB at 600 s; "
-                f"--precisions onnx runs it above {ONNX_DEFAULT_MAX_SECONDS} s"
-            )
-        if reason is not None:
-            result = {"status": "skipped", "reason": reason}
-        elif case.precision == "onnx":
-            result = onnx_case(args, case, spec, workdir, exports, notes)
-        else:
-            result = run_child(args, "case", spec)
-        row.update(result)
-        if case.model == "ast" and case.precision == "fp32" and row["status"] == "ok":
-            ast_rate[case.threads] = ast_estimate(case.frames, case.batch, args.tiny)["flops"] / row["wall"]
-        rows.append(row)
-        ok = row["status"] == "ok"
-        outcome = f"{row['wall']:.3f} s wall, {row['cpu']:.3f} s CPU" if ok else f"{row['status']}: {row['reason']}"
-        print(f"[{index}/{len(cases)}] {case.label}: {outcome}", file=sys.stderr, flush=True)
+    groups: dict[tuple, list[Case]] = {}
+    for index, case in enumerate(cases):
+        groups.setdefault((case.threads, case.seconds, case.batch) if args.interleave else (index,), []).append(case)
+    for group in groups.values():
+        ready = []  # (row, spec) of the cases to time
+        for case in group:
+            row = {**dataclasses.asdict(case), "frames": case.frames}
+            spec = {**row, "repeats": args.repeats, "budget": args.budget, "tiny": args.tiny}
+            result = skip_result(args, case, ast_rate.get(case.threads))
+            if result is None and case.precision == "onnx":
+                result = prepare_onnx(args, case, spec, workdir, exports, notes)
+            if result is None:
+                ready.append((row, spec))
+            else:
+                row.update(result)
+            rows.append(row)
+        for (row, _), result in zip(ready, time_cases(args, [spec for _, spec in ready])):
+            row.update(result)
+        for index, case, row in zip(range(len(rows) - len(group) + 1, len(rows) + 1), group, rows[-len(group) :]):
+            if case.model == "ast" and case.precision == "fp32" and row["status"] == "ok":
+                ast_rate[case.threads] = ast_estimate(case.frames, case.batch, args.tiny)["flops"] / row["wall"]
+            ok = row["status"] == "ok"
+            outcome = f"{row['wall']:.3f} s wall, {row['cpu']:.3f} s CPU" if ok else f"{row['status']}: {row['reason']}"
+            print(f"[{index}/{len(cases)}] {case.label}: {outcome}", file=sys.stderr, flush=True)
+    compare_logits(rows)
     return rows, notes
 
 
-def onnx_case(args, case: Case, spec: dict, workdir: str, exports: dict, notes: list[str]) -> dict:
-    """The ONNX Runtime case: export the model once (own process), then time the session in another."""
+def prepare_onnx(args, case: Case, spec: dict, workdir: str, exports: dict, notes: list[str]) -> dict | None:
+    """Export the case's model to ONNX once per run (in its own process; with --onnx-dir, a graph already there is
+    reused) and point spec["onnx_path"] at it. Returns the case's row when it cannot run, else None."""
     missing = onnxruntime_missing()
     if missing:
         return {"status": "not available", "reason": missing}
-    key = (case.model, case.threads)
-    if key not in exports:
-        path = os.path.join(workdir, f"{case.model}.onnx")
-        export = run_child(args, "export", {**spec, "onnx_path": path})
-        exports[key] = (path, export)
-        if export["status"] == "ok":
-            notes.append(
-                f"ONNX export of {LABELS[case.model]} ({case.threads} threads): {export['export_s']:.1f} s, "
-                f"{export['size_mb']:.0f} MB file, peak RSS {export['peak_mb']:.0f} MB"
-            )
-    path, export = exports[key]
+    if case.model not in exports:
+        folder = args.onnx_dir or workdir
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"dass-{case.model}{'-tiny' if args.tiny else ''}.onnx")
+        if os.path.exists(path):
+            export = {"status": "ok"}
+            notes.append(f"ONNX graph of {LABELS[case.model]}: {path}, reused (--onnx-dir)")
+        else:
+            export = run_child(args, "export", {**spec, "onnx_path": path})
+            if export["status"] == "ok":
+                notes.append(
+                    f"ONNX export of {LABELS[case.model]} ({case.threads} threads): {export['export_s']:.1f} s, "
+                    f"{export['size_mb']:.0f} MB file, peak RSS {export['peak_mb']:.0f} MB"
+                )
+        exports[case.model] = (path, export)
+    path, export = exports[case.model]
     if export["status"] != "ok":
         return {"status": export["status"], "reason": f"export: {export['reason']}"}
-    return run_child(args, "case", {**spec, "onnx_path": path})
+    spec["onnx_path"] = path
+    return None
+
+
+def onnx_case(args, case: Case, spec: dict, workdir: str, exports: dict, notes: list[str]) -> dict:
+    """The ONNX Runtime case on its own: the graph (exported or reused), then the session timed in another process."""
+    return prepare_onnx(args, case, spec, workdir, exports, notes) or run_child(args, "case", spec)
+
+
+def compare_logits(rows: list[dict]) -> None:
+    """Give each ONNX row its largest |logit difference| from DASS fp32 in PyTorch at the same size (same weights,
+    same inputs), and drop the logits the rows carried."""
+    size = lambda row: (row["model"], row["seconds"], row["batch"], row["threads"])  # noqa: E731
+    expected = {size(row): row.pop("logits") for row in rows if row["precision"] == "fp32" and "logits" in row}
+    for row in rows:
+        if "logits" in row:
+            got = torch.tensor(row.pop("logits"))
+            if size(row) in expected:
+                row["max_abs_diff"] = float((got - torch.tensor(expected[size(row)])).abs().max())
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Report
 
 
-def baseline(rows: list[dict], row: dict) -> dict | None:
-    """AST fp32 at the row's length, batch and threads, measured in this run, or None."""
+def baseline(rows: list[dict], row: dict, precision: str = "fp32") -> dict | None:
+    """AST in `precision` at the row's length, batch and threads, measured in this run, or None."""
     for other in rows:
         same = all(other[key] == row[key] for key in ("seconds", "batch", "threads"))
-        if same and other["model"] == "ast" and other["precision"] == "fp32" and other["status"] == "ok":
+        if same and other["model"] == "ast" and other["precision"] == precision and other["status"] == "ok":
             return other
     return None
 
 
-def speedups(rows: list[dict], row: dict) -> tuple[float, float] | None:
-    """(wall, CPU) speed-up of `row` over AST fp32 at its size: AST's time / the row's time (>1 = faster)."""
-    base = baseline(rows, row)
+def speedups(rows: list[dict], row: dict, precision: str = "fp32") -> tuple[float, float] | None:
+    """(wall, CPU) speed-up of `row` over AST in `precision` at its size: AST's time / the row's time (>1 = faster)."""
+    base = baseline(rows, row, precision)
     if base is None or row["status"] != "ok":
         return None
     return base["wall"] / row["wall"], base["cpu"] / row["cpu"]
 
 
+def ratio_cells(ratio: tuple[float, float] | None) -> str:
+    return " | ".join(f"{r:.2f}x" for r in ratio) if ratio else "- | -"
+
+
 def markdown_table(rows: list[dict]) -> list[str]:
     lines = [
         "| model | precision | audio | batch | threads | runs | wall (s) | CPU (s) | clips/s | peak RSS (MB) "
-        "| vs AST fp32 (wall) | vs AST fp32 (CPU) | note |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| vs AST fp32 (wall) | vs AST fp32 (CPU) | vs AST same precision (wall) | vs AST same precision (CPU) "
+        "| note |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in rows:
         audio = f"{row['seconds']:g} s"
         head = f"| {LABELS[row['model']]} | {row['precision']} | {audio} | {row['batch']} | {row['threads']} |"
         if row["status"] != "ok":
-            lines.append(f"{head} | | | | | | | {row['status']}: {row['reason']} |")
+            lines.append(f"{head} | | | | | | | | | {row['status']}: {row['reason']} |")
             continue
-        ratio = speedups(rows, row)
-        wall_ratio, cpu_ratio = (f"{r:.2f}x" for r in ratio) if ratio else ("-", "-")
         runs = "1w" if row["warmup_only"] else str(row["runs"])
+        peak = "-" if row["peak_mb"] is None else f"{row['peak_mb']:.0f}"
         lines.append(
-            f"{head} {runs} | {row['wall']:.3f} | {row['cpu']:.3f} | {row['batch'] / row['wall']:.2f} | "
-            f"{row['peak_mb']:.0f} | {wall_ratio} | {cpu_ratio} | {row['note']} |"
+            f"{head} {runs} | {row['wall']:.3f} | {row['cpu']:.3f} | {row['batch'] / row['wall']:.2f} | {peak} | "
+            f"{ratio_cells(speedups(rows, row))} | {ratio_cells(speedups(rows, row, row['precision']))} | "
+            f"{row['note']} |"
         )
     return lines
 
@@ -531,6 +599,32 @@ def find(rows: list[dict], model: str, precisions, seconds: float, batch: int, t
         and (row["seconds"], row["batch"], row["threads"]) == (seconds, batch, threads)
     ]  # fmt: skip
     return min(matches, key=lambda row: row["wall"], default=None)
+
+
+def onnx_table(rows: list[dict]) -> list[str]:
+    """ONNX Runtime against PyTorch fp32 for each DASS model and size that ran both in this run."""
+    lines = []
+    for ort in rows:
+        pt = find(rows, ort["model"], ("fp32",), ort["seconds"], ort["batch"], ort["threads"])
+        if ort["precision"] != "onnx" or ort["status"] != "ok" or pt is None:
+            continue
+        diff = f"{ort['max_abs_diff']:.1e}" if "max_abs_diff" in ort else "-"
+        lines.append(
+            f"| {LABELS[ort['model']]} | {ort['seconds']:g} s | {ort['batch']} | {ort['threads']} | {pt['wall']:.3f} "
+            f"| {ort['wall']:.3f} | {ort['wall'] / pt['wall']:.2f} | {pt['cpu']:.3f} | {ort['cpu']:.3f} "
+            f"| {ort['cpu'] / pt['cpu']:.2f} | {diff} |"
+        )
+    if not lines:
+        return []
+    return [
+        "ONNX Runtime against PyTorch (DASS fp32, same weights and inputs; ORT / PyTorch < 1: ONNX Runtime faster):",
+        "",
+        "| model | audio | batch | threads | PyTorch wall (s) | ORT wall (s) | ORT / PyTorch wall | PyTorch CPU (s) "
+        "| ORT CPU (s) | ORT / PyTorch CPU | max \\|logit diff\\| |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *lines,
+        "",
+    ]
 
 
 def goal_line(name: str, target: float, fast: dict | None, slow: dict | None, what: str) -> str:
@@ -577,17 +671,25 @@ def goals_report(rows: list[dict], flags: set[str], threads: int) -> list[str]:
     return lines
 
 
-def report(rows: list[dict], notes: list[str], header: list[str], threads: list[int], command: str) -> list[str]:
-    lines = [*header, f"command: {command}", "", *markdown_table(rows), ""]
+def report(
+    rows: list[dict], notes: list[str], header: list[str], threads: list[int], command: str, interleave: bool = False
+) -> list[str]:
+    lines = [*header, f"command: {command}", "", *markdown_table(rows), "", *onnx_table(rows)]
     lines += [f"{note}" for note in notes]
     lines += [
         "runs: timed forwards after one warm-up (median shown); 1w = the warm-up alone exceeded --budget and is the "
-        "measurement. vs AST fp32 = AST fp32's time / this row's time at the same audio length, batch and threads.",
+        "measurement. vs AST fp32 / vs AST same precision = AST's time in fp32 / in the row's precision, divided by "
+        "this row's time, at the same audio length, batch and threads.",
         "AST rule: skipped when its estimated memory exceeds 80 % of MemAvailable or its estimated time (flops at "
         "the fp32 rate AST reached earlier in this run, or before that an assumed "
         f"{ASSUMED_FLOPS_PER_THREAD / 1e9:g} GFLOP/s per thread) exceeds --max-case-seconds.",
         "",
     ]
+    if interleave:
+        lines[-1:-1] = [
+            "--interleave: the cases of each length, batch and thread count ran in one process, timed in interleaved "
+            "rounds (--repeats of them); peak RSS is that process's, not a case's (\"-\")."
+        ]
     flags = cpu_flags()
     for count in threads:
         if any(row["seconds"] == 10 and row["threads"] == count for row in rows):  # the goals are set at 10 s
@@ -596,12 +698,14 @@ def report(rows: list[dict], notes: list[str], header: list[str], threads: list[
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__package__}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument(
-        "--precisions", nargs="+", choices=PRECISIONS,
-        help="Precisions for every model (each runs those it supports); default: all for DASS, fp32/bf16/int8 "
-        "for AST, fp32 for CNN14.",
+        "--precisions", nargs="+", choices=CHOICES,
+        help="Precisions for every model (each runs those it supports); default: fp32/bf16/bf16-autocast/int8/onnx "
+        "for DASS, fp32/bf16/bf16-autocast/int8 for AST, fp32 for CNN14 (fp32-aten only when named).",
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="Audio lengths (600: see above).")
     parser.add_argument(
@@ -612,11 +716,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=10.0, help="Seconds of timed forwards per case, about.")
     parser.add_argument("--max-case-seconds", type=float, default=300.0, help="AST's estimated forward limit.")
     parser.add_argument("--case-timeout", type=float, default=900.0, help="Seconds before a case is abandoned.")
+    parser.add_argument(
+        "--interleave", action="store_true",
+        help="Time the cases of each length, batch and thread count together in one process, in interleaved rounds "
+        "(exactly --repeats; --budget does not apply): steadier ratios on a machine shared with other jobs.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--onnx-dir", help="Keep the exported ONNX graphs here (dass-small.onnx, dass-medium.onnx) and reuse those "
+        "that exist instead of exporting again (default: a temporary folder, exported every run).",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="10 s, batch 1, 2 repeats: a first look in ~2 min.")
     parser.add_argument("--tiny", action="store_true", help="Toy model sizes: checks the command, times nothing real.")
     parser.add_argument("--json", help="Also write the rows and the report to this JSON file.")
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--export", help=argparse.SUPPRESS)
+    for mode in CHILD_MODES:
+        parser.add_argument(f"--{mode}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.batch, args.repeats, args.budget = [10], [1], 2, 5.0
@@ -625,17 +738,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.case or args.export:
-        child_main("case" if args.case else "export", json.loads(args.case or args.export))
-        return
-    header = machine_lines(args.threads)
+    for mode in CHILD_MODES:
+        if getattr(args, mode):
+            child_main(mode, json.loads(getattr(args, mode)))
+            return
+    header = [*machine_lines(args.threads), dtype_auto_line()]
     print("\n".join(header), flush=True)
     cases = plan(args)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dass-bench-") as workdir:
         rows, notes = run_all(args, cases, workdir)
-    command = " ".join(["python", *sys.argv])
-    lines = report(rows, notes, header, args.threads, command)
+    command = " ".join(["python", "-m", __package__, *sys.argv[1:]])
+    lines = report(rows, notes, header, args.threads, command, args.interleave)
     lines.append(f"total run time: {time.perf_counter() - start:.0f} s")
     print("\n" + "\n".join(lines[len(header) :]), flush=True)
     if args.json:
