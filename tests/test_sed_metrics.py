@@ -20,7 +20,7 @@ from transformers_dass.evaluation import sed
 from transformers_dass.inference.timeline import Timeline, write_scores_tsv
 
 try:
-    sed._library()
+    sed.load_sed_scores_eval()
 except ImportError as error:  # the reason names the fix (the extra, or the pandas / setuptools pin)
     pytest.skip(str(error), allow_module_level=True)
 
@@ -196,9 +196,9 @@ def test_the_install_pins_are_named_when_broken(monkeypatch):
 
     monkeypatch.setattr(pandas, "__version__", "3.0.0")
     with pytest.raises(ImportError, match=r"pandas>=1.5,<3"):
-        sed._library()
+        sed.load_sed_scores_eval()
     monkeypatch.undo()
     real = sed.importlib.util.find_spec
     monkeypatch.setattr(sed.importlib.util, "find_spec", lambda name, *a: None if name == "pkg_resources" else real(name, *a))
     with pytest.raises(ImportError, match=r"setuptools>=70.1,<81"):
-        sed._library()
+        sed.load_sed_scores_eval()

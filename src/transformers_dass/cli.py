@@ -5,7 +5,8 @@
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--median-filter SECONDS] [--top-labels K]
                   [--csv OUT] [--png OUT] [--scores OUT.tsv] [--dtype {auto,float32,bfloat16,int8}]
-    dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--batch-size N]
+    dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--smoothing N]
+             [--median-filter SECONDS] [--batch-size N]
              [--num-workers N] [--dataset NAME_OR_PATH --split S --audio-column C]   (a table, resumable; torchrun)
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
     dass export --format onnx --output FILE [--model DIR] [--opset N]  (needs the [onnx] extra)
@@ -186,6 +187,7 @@ def _tag(args: argparse.Namespace) -> int:
             segments=args.segments,
             threshold=args.threshold,
             smoothing=args.smoothing,
+            median_filter_s=args.median_filter,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             shard_size=args.shard_size,
@@ -309,6 +311,10 @@ def _add_tag_command(commands) -> None:
     tag.add_argument("--segments", action="store_true", help="Also the (start, end, label, score) segments of `dass timeline`.")
     tag.add_argument("--threshold", type=float, default=0.5, help="Segments: score from which a step counts (default 0.5).")
     tag.add_argument("--smoothing", type=int, default=1, help="Segments: moving average over N steps, N odd (default 1).")
+    tag.add_argument(
+        "--median-filter", type=float, default=0.0, metavar="SECONDS",
+        help="Segments: median filter over SECONDS after --smoothing, as for `dass timeline` (default 0: none).",
+    )  # fmt: skip
     tag.add_argument(
         "--batch-size", type=int, default=None,
         help="Clips per forward; only clips of one length are batched (default: 8 on a GPU, 1 on the CPU).",

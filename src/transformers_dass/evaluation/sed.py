@@ -44,6 +44,8 @@ __all__ = [
     "PsdsResult",
     "PsdsSetting",
     "collar_f1",
+    "ground_truth_classes",
+    "load_sed_scores_eval",
     "merge_events",
     "psds",
     "read_strong_labels",
@@ -129,7 +131,7 @@ def psds(scores, ground_truth: dict[str, Events], durations: dict[str, float], s
         setting: `PSDS1`, `PSDS2` or another `PsdsSetting`.
         classes: the classes evaluated, each with at least one event; None: those of the ground truth.
     """
-    library = _library()
+    library = load_sed_scores_eval()
     frames, ground_truth, classes = _prepare(scores, ground_truth, classes)
     durations = _durations(durations, frames)
     value, per_class, *_ = library.intersection_based.psds(
@@ -142,7 +144,7 @@ def psds(scores, ground_truth: dict[str, Events], durations: dict[str, float], s
 def collar_f1(scores, ground_truth: dict[str, Events], setting: CollarSetting = COLLAR,
               classes: list[str] | None = None) -> CollarF1:  # fmt: skip
     """Collar-based F1, precision and recall at `setting.threshold` (sed_scores_eval's `collar_based.fscore`)."""
-    library = _library()
+    library = load_sed_scores_eval()
     frames, ground_truth, classes = _prepare(scores, ground_truth, classes)
     f, p, r, _ = library.collar_based.fscore(
         frames, ground_truth, setting.threshold, onset_collar=setting.onset, offset_collar=setting.offset,
@@ -176,7 +178,7 @@ def sed_metrics(scores, ground_truth: dict[str, Events], durations: dict[str, fl
 def score_frame(timeline: Timeline, classes: list[str] | None = None):
     """A `Timeline` as sed_scores_eval's score DataFrame: columns `onset`, `offset`, then one per class (`classes`,
     default all of `timeline.labels`), one row per step; (steps, 2 + classes)."""
-    scores_module = importlib.import_module(f"{_library().__name__}.base_modules.scores")
+    scores_module = importlib.import_module(f"{load_sed_scores_eval().__name__}.base_modules.scores")
     classes = list(timeline.labels) if classes is None else list(classes)
     missing = [name for name in classes if name not in timeline.labels]
     if missing:
@@ -184,6 +186,13 @@ def score_frame(timeline: Timeline, classes: list[str] | None = None):
     columns = [timeline.labels.index(name) for name in classes]
     values = np.asarray(timeline.scores, dtype=np.float64)[:, columns]
     return scores_module.create_score_dataframe(values, step_boundaries(timeline.times), classes)
+
+
+def ground_truth_classes(ground_truth: dict[str, Events], labels: list[str]) -> list[str]:
+    """The labels (in `labels` order) that have at least one event in the ground truth: the classes evaluated
+    by default."""
+    present = {label for events in ground_truth.values() for _, _, label in events}
+    return [name for name in labels if name in present]
 
 
 def reference_scores(events: Events, times: np.ndarray, labels: list[str], min_share: float = 0.5) -> np.ndarray:
@@ -261,10 +270,7 @@ def read_strong_labels(path: str | os.PathLike, names: dict[str, str] | None = N
     return {segment: merge_events(found) for segment, found in events.items()}
 
 
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _library():
+def load_sed_scores_eval():
     """sed_scores_eval, or an ImportError naming the fix (the extra, or the pin of pandas / setuptools it needs)."""
     pandas = require("pandas", "sed", "The SED metrics")
     if importlib.util.find_spec("sed_scores_eval") is not None:
@@ -284,6 +290,9 @@ def _library():
         return require("sed_scores_eval", "sed", "The SED metrics (PSDS, collar-based F1)")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+
+
 def _release(version: str) -> tuple[int, ...]:
     """(major, minor, patch) of a version string, as far as it has plain numbers."""
     numbers = []
@@ -297,7 +306,7 @@ def _release(version: str) -> tuple[int, ...]:
 
 def _prepare(scores, ground_truth: dict[str, Events], classes: list[str] | None):
     """(score DataFrames of the evaluated classes, checked ground truth of those classes, classes)."""
-    library = _library()
+    library = load_sed_scores_eval()
     if isinstance(scores, (str, os.PathLike)):
         folder = Path(scores)
         if not folder.is_dir():
@@ -315,7 +324,7 @@ def _prepare(scores, ground_truth: dict[str, Events], classes: list[str] | None)
             f"ground-truth labels {unknown[:8]} are not score columns (the scores have {columns[:8]}...): give the "
             "ground truth the model's label names (AudioSet mids map to names through config.label_mids)"
         )
-    classes = [name for name in columns if name in labels] if classes is None else list(classes)
+    classes = ground_truth_classes(ground_truth, columns) if classes is None else list(classes)
     if not classes:
         raise ValueError("no class to evaluate: the ground truth holds no event")
     counts = _event_counts(ground_truth)
