@@ -55,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--clip-map", action="store_true", help="also the clip readout's mAP over the classes")
     parser.add_argument("--ceilings", action="store_true", help="also perfect labels on 0.32 s / 0.16 s / 40 ms grids")
     args = parser.parse_args(argv)
-    if (args.data is None) == (args.strong_tsv is None) or (args.strong_tsv is not None) != (args.audio_dir is not None):
+    table = args.strong_tsv is not None
+    if (args.data is None) != table or table != (args.audio_dir is not None):
         parser.error("give --data (with --split), or --strong-tsv with --audio-dir")
     return args
 

@@ -353,7 +353,9 @@ SCENES = SceneStyle()
 EVAL_SCENES = SceneStyle(backgrounds=("babble", "quiet"), weights=(0.5, 0.5), max_events=3)
 
 
-def make_scene(rng: np.random.Generator, voices: SplitVoices, babble_pool, style: SceneStyle = SCENES) -> tuple[np.ndarray, dict]:
+def make_scene(
+    rng: np.random.Generator, voices: SplitVoices, babble_pool, style: SceneStyle = SCENES
+) -> tuple[np.ndarray, dict]:
     """A 10 s background with one to `style.max_events` digits/events at random offsets, each at an SNR of 0 to
     25 dB (40 dB over near-silence)."""
     kind = str(rng.choice(style.backgrounds, p=style.weights))
@@ -411,7 +413,7 @@ def read_babble(path: str | Path) -> np.ndarray:
 
     babble = load_audio(path, sampling_rate=RATE)
     if babble.size < SCENE_SECONDS * RATE:
-        raise SystemExit(f"--eval-babble {path}: {babble.size / RATE:.1f} s of audio; a scene needs {SCENE_SECONDS:.0f} s")
+        raise SystemExit(f"--eval-babble {path}: {babble.size / RATE:.1f} s, shorter than a {SCENE_SECONDS:.0f} s scene")
     return babble
 
 
@@ -463,7 +465,11 @@ def build_split(
             "labels": datasets.List(datasets.Value("string")),
             "human_labels": datasets.List(datasets.Value("string")),
             "events": datasets.List(
-                {"onset": datasets.Value("float64"), "offset": datasets.Value("float64"), "label": datasets.Value("string")}
+                {
+                    "onset": datasets.Value("float64"),
+                    "offset": datasets.Value("float64"),
+                    "label": datasets.Value("string"),
+                }
             ),
         }
     )
@@ -514,7 +520,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test-singles", type=int, default=320)
     parser.add_argument("--test-scenes", type=int, default=120)
     parser.add_argument("--eval-singles", type=int, default=0, help="the eval split (made only when --splits names it)")
-    parser.add_argument("--eval-scenes", type=int, default=48, help="eval split: SED test scenes (test voices, 1-3 events)")
+    parser.add_argument("--eval-scenes", type=int, default=48, help="eval split: SED test scenes (1-3 events each)")
     parser.add_argument(
         "--eval-babble", metavar="WAV",
         help="eval split: the babble recording its backgrounds are cut from (e.g. ../shared/fixtures/babble_all.wav; "

@@ -25,7 +25,8 @@ def clip(start: float, end: float, low: float, high: float) -> np.ndarray:
     rng = np.random.default_rng(0)
     samples = 0.001 * rng.standard_normal(10 * RATE)
     t = np.arange(int((end - start) * RATE)) / RATE
-    samples[int(start * RATE) : int(start * RATE) + t.size] += 0.5 * np.sin(2 * np.pi * (low + (high - low) * t / t[-1] / 2) * t)
+    sweep = 0.5 * np.sin(2 * np.pi * (low + (high - low) * t / t[-1] / 2) * t)  # low to high Hz
+    samples[int(start * RATE) : int(start * RATE) + t.size] += sweep
     return samples.astype(np.float32)
 
 
@@ -37,7 +38,8 @@ def split(tmp_path_factory):
     rows = []
     for name, samples in (("a", clip(2.0, 3.0, 1000, 1000)), ("b", clip(5.0, 7.0, 600, 1400))):
         soundfile.write(str(folder / "audio" / f"{name}.wav"), samples, RATE, subtype="PCM_16")
-        rows.append({"video_id": name, "audio": {"bytes": (folder / "audio" / f"{name}.wav").read_bytes(), "path": name}})
+        encoded = (folder / "audio" / f"{name}.wav").read_bytes()
+        rows.append({"video_id": name, "audio": {"bytes": encoded, "path": name}})
     (folder / "strong.tsv").write_text(TABLE)
     (folder / "eval_strong.tsv").write_text(TABLE)
     import pyarrow as pa

@@ -1,4 +1,4 @@
-"""`dass tag --segments --median-filter`: the segments of `dass timeline --median-filter`, and a table's record of it."""
+"""`dass tag --segments --median-filter`: the segments of `dass timeline --median-filter`, recorded in the table."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from transformers_dass.tagging import RunOptionsError, read_rows, tag
 
 
 def test_segments_are_those_of_the_median_filtered_timeline(clips, model_dir):  # noqa: F811
-    rows = tag(clips, model=str(model_dir), segments=True, median_filter_s=0.64, num_workers=0, show_progress=False).rows
-    plain = tag(clips, model=str(model_dir), segments=True, num_workers=0, show_progress=False).rows
+    options = dict(model=str(model_dir), segments=True, num_workers=0, show_progress=False)
+    rows = tag(clips, median_filter_s=0.64, **options).rows
+    plain = tag(clips, **options).rows
     assert sum(map(len, (row["segments"] for row in rows))) >= 3
     assert [row["segments"] for row in rows] != [row["segments"] for row in plain]  # the filter changed some
     model, extractor = load_model_and_extractor(str(model_dir))
@@ -26,7 +27,7 @@ def test_segments_are_those_of_the_median_filtered_timeline(clips, model_dir):  
         ], path
         np.testing.assert_allclose([s["score"] for s in row["segments"]], [s.score for s in reference], atol=SCORE_TOL)
     with pytest.raises(ValueError, match="median_filter_s"):
-        tag(clips, model=str(model_dir), segments=True, median_filter_s=-1.0, num_workers=0, show_progress=False)
+        tag(clips, median_filter_s=-1.0, **options)
 
 
 def test_a_table_records_the_median_filter(clips, model_dir, tmp_path):  # noqa: F811

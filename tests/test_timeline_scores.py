@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.test_timeline import hand_timeline, tiny_model
-from transformers_dass import DassFeatureExtractor
+from tests.test_timeline import hand_timeline, model_dir, tiny_model  # noqa: F401 - model_dir is a fixture
 from transformers_dass.cli import main
 from transformers_dass.inference.classify import timeline_of_file
 from transformers_dass.inference.postprocessing import median_filter
@@ -108,15 +107,7 @@ def test_score_file_refuses_what_it_cannot_hold(tmp_path):
         write_scores_tsv(Timeline(gapped, timeline.scores, timeline.labels), tmp_path / "x.tsv")
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    folder = tmp_path / "model"
-    tiny_model().save_pretrained(folder)
-    DassFeatureExtractor().save_pretrained(folder)
-    return folder
-
-
-def test_cli_timeline_writes_scores_and_median_filters(tmp_path, model_dir, capsys):
+def test_cli_timeline_writes_scores_and_median_filters(tmp_path, model_dir, capsys):  # noqa: F811
     wav = tmp_path / "noise.wav"
     soundfile.write(str(wav), 0.1 * np.random.default_rng(0).standard_normal(16000 * 4).astype(np.float32), 16000)
     scores = tmp_path / "noise.tsv"

@@ -43,7 +43,7 @@ def median_filter(scores: np.ndarray, times: np.ndarray, seconds: float) -> np.n
     scores = np.asarray(scores)
     times = np.asarray(times, dtype=np.float64)
     if scores.ndim != 2 or times.shape != (scores.shape[0], 2):
-        raise ValueError(f"median_filter takes scores (steps, labels) and times (steps, 2); got {scores.shape}, {times.shape}")
+        raise ValueError(f"median_filter takes scores (steps, labels), times (steps, 2); got {scores.shape}, {times.shape}")
     if seconds == 0.0 or scores.shape[0] == 0:
         return scores
     starts, ends = times[:, 0], times[:, 1]
@@ -75,7 +75,8 @@ def _weighted_medians(scores, starts, ends, low, high, first, stop, width) -> np
     values = np.concatenate([scores[index], np.zeros((len(first), 1, scores.shape[1]), scores.dtype)], axis=1)
     order = np.argsort(values, axis=1, kind="stable")  # (rows, width + 1, labels), lowest score first
     ranked = np.take_along_axis(values, order, axis=1)
-    cumulative = np.cumsum(np.take_along_axis(np.broadcast_to(weights[:, :, None], values.shape), order, axis=1), axis=1)
+    ranked_weights = np.take_along_axis(np.broadcast_to(weights[:, :, None], values.shape), order, axis=1)
+    cumulative = np.cumsum(ranked_weights, axis=1)
     half = ((high - low) / 2)[:, None, None]
     position = np.argmax(cumulative >= half - _EPS, axis=1)  # (rows, labels): the score whose weight holds the middle
     return np.take_along_axis(ranked, position[:, None, :], axis=1)[:, 0, :]
