@@ -17,10 +17,20 @@ Classes (16): the spoken digits `zero` ... `nine` and six synthetic events `sire
 
 Generalisation is built into the splits: the test split's digits are spoken by espeak-ng voice variants that
 the train and validation splits never use, at speaking rates from bands the training rates skip, and its
-babble comes from held-out variants too. Written files:
+babble comes from held-out variants too. The `eval` split (`--splits eval`) holds sound event detection test
+scenes: the test split's voices, 1-3 events each, over real babble (`--eval-babble WAV`, e.g. the 15 s
+`../shared/fixtures/babble_all.wav`) or near-silence.
 
-    {output_dir}/{split}-00000-of-0000N.parquet   video_id, audio (16 kHz FLAC bytes), labels (mids), human_labels
-    {output_dir}/{split}.jsonl                   one line per clip: what is in it (voices, rates, SNRs, offsets)
+Every event also has its active span, strong labels in AudioSet-strong's convention: from the first to the last
+sample within `ACTIVE_DB` dB of the event's peak (leading and trailing silence left out; the gaps between the
+knocks or beeps of one event are inside it, as one annotation covers a run of knocks). Written files:
+
+    {output_dir}/{split}-00000-of-0000N.parquet   video_id, audio (16 kHz FLAC bytes), labels (mids), human_labels,
+                                                 events (strong labels: [{onset, offset, label (mid)}], seconds)
+    {output_dir}/{split}.jsonl                   one line per clip: what is in it (voices, rates, SNRs, where each
+                                                 sound was placed: offset_s, and its active span: start_s, end_s)
+    {output_dir}/{split}_strong.tsv              the strong labels as AudioSet-strong's table: segment_id,
+                                                 start_time_seconds, end_time_seconds, label (mid)
     {output_dir}/labels.csv                      index,mid,display_name
     {output_dir}/noise/babble_{split}.wav        60 s of babble per split (NIAH haystack noise)
     {output_dir}/manifest.json                   the arguments, voices per split and counts
@@ -51,6 +61,8 @@ EVENTS = ["siren", "beep", "knock", "chord", "whistle", "engine"]
 CLASSES = DIGITS + EVENTS
 BACKGROUNDS = ["babble", "white", "pink", "brown", "quiet"]
 SCENE_SECONDS = 10.0
+# An event is active from its first to its last sample within this many dB of its peak.
+ACTIVE_DB = 40.0
 
 # espeak-ng English voices (accents) and voice variants (speaker identities, `voice+variant`). The test split
 # speaks only with the held-out variants; the train/validation variants never reach it.
@@ -119,6 +131,20 @@ def speak(text: str, voice: str, rate_wpm: int, pitch: int, gap: int = 0) -> np.
 def trim_silence(samples: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
     loud = np.flatnonzero(np.abs(samples) > threshold)
     return samples[max(loud[0] - 160, 0) : loud[-1] + 160] if loud.size else samples
+
+
+def active_span(sound: np.ndarray, below_peak_db: float = ACTIVE_DB) -> tuple[int, int]:
+    """[first, last + 1) samples of `sound` (samples,) within `below_peak_db` dB of its peak: where it is active."""
+    loud = np.flatnonzero(np.abs(sound) >= np.abs(sound).max() * 10 ** (-below_peak_db / 20))
+    return (int(loud[0]), int(loud[-1]) + 1) if loud.size else (0, sound.size)
+
+
+def event_entry(info: dict, sound: np.ndarray, offset: int, clip_samples: int, **extra) -> dict:
+    """The jsonl entry of a sound placed at sample `offset`: its info, `offset_s` (where the sound starts) and its
+    active span in the clip, `start_s` and `end_s` (seconds)."""
+    first, stop = active_span(sound)
+    start, end = offset + first, min(offset + stop, clip_samples)
+    return {**info, "offset_s": offset / RATE, **extra, "start_s": start / RATE, "end_s": end / RATE}
 
 
 def sox_synth(seconds: float, *synth: str, effects: tuple[str, ...] = ()) -> np.ndarray:
@@ -309,22 +335,40 @@ def make_single(rng: np.random.Generator, name: str, voices: SplitVoices, babble
     mix = scale_to_snr(mix, 1.0, snr_db) if kind != "quiet" else mix
     offset = int(rng.integers(0, mix.size - sound.size + 1))
     place(mix, sound, offset)
-    return finish(mix, rng), {"kind": "single", "background": kind, "snr_db": snr_db, "events": [{**info, "offset_s": offset / RATE}]}
+    events = [event_entry(info, sound, offset, mix.size)]
+    return finish(mix, rng), {"kind": "single", "background": kind, "snr_db": snr_db, "events": events}
 
 
-def make_scene(rng: np.random.Generator, voices: SplitVoices, babble_pool) -> tuple[np.ndarray, dict]:
-    """A 10 s background with one to four digits/events at random offsets, each at an SNR of 0 to 25 dB."""
-    kind = str(rng.choice(BACKGROUNDS, p=[0.35, 0.15, 0.15, 0.1, 0.25]))
+@dataclass(frozen=True)
+class SceneStyle:
+    """What a scene is made of: background kinds and their probabilities, and at most how many events."""
+
+    backgrounds: tuple[str, ...] = tuple(BACKGROUNDS)
+    weights: tuple[float, ...] = (0.35, 0.15, 0.15, 0.1, 0.25)
+    max_events: int = 4
+
+
+# The scenes of train / validation / test, and the sound event detection test scenes of the `eval` split.
+SCENES = SceneStyle()
+EVAL_SCENES = SceneStyle(backgrounds=("babble", "quiet"), weights=(0.5, 0.5), max_events=3)
+
+
+def make_scene(
+    rng: np.random.Generator, voices: SplitVoices, babble_pool, style: SceneStyle = SCENES
+) -> tuple[np.ndarray, dict]:
+    """A 10 s background with one to `style.max_events` digits/events at random offsets, each at an SNR of 0 to
+    25 dB (40 dB over near-silence)."""
+    kind = str(rng.choice(style.backgrounds, p=style.weights))
     mix = make_background(rng, kind, SCENE_SECONDS, babble_pool)
     mix = mix / np.float32(rms(mix) + 1e-8) if kind != "quiet" else mix
     events = []
-    for name in rng.choice(CLASSES, size=int(rng.integers(1, 5)), replace=False):
+    for name in rng.choice(CLASSES, size=int(rng.integers(1, style.max_events + 1)), replace=False):
         sound, info = make_sound(rng, str(name), voices)
         snr_db = float(rng.uniform(0, 25)) if kind != "quiet" else 40.0
         sound = sound * np.float32(max(rms(mix), 1e-3) * 10 ** (snr_db / 20))
         offset = int(rng.integers(0, mix.size - sound.size + 1))
         place(mix, sound, offset)
-        events.append({**info, "offset_s": offset / RATE, "snr_db": snr_db})
+        events.append(event_entry(info, sound, offset, mix.size, snr_db=snr_db))
     return finish(mix, rng), {"kind": "scene", "background": kind, "events": events}
 
 
@@ -332,13 +376,13 @@ def make_scene(rng: np.random.Generator, voices: SplitVoices, babble_pool) -> tu
 # splits
 # ---------------------------------------------------------------------------------------------------------------
 
-SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3}
+SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "eval": 4}
 # The classes of the single-label clips, in turn: each digit twice per cycle, each event once.
 SINGLE_CYCLE = DIGITS + EVENTS + DIGITS
 
 
 def split_voices(split: str) -> SplitVoices:
-    if split == "test":
+    if split in ("test", "eval"):
         return SplitVoices(TEST_VARIANTS, TEST_RATES)
     return SplitVoices(TRAIN_VARIANTS, TRAIN_RATES)
 
@@ -355,17 +399,27 @@ def mid(name: str) -> str:
 
 def make_clip(job) -> tuple[np.ndarray, dict]:
     """Clip `index` of a split: single-label clips first (classes in turn, digits twice as often), then scenes."""
-    index, clip_seed, singles, voices, babble_pool = job
+    index, clip_seed, singles, voices, babble_pool, style = job
     rng = np.random.default_rng(clip_seed)
     if index < singles:
         name = SINGLE_CYCLE[index % len(SINGLE_CYCLE)]
         return make_single(rng, name, voices, babble_pool)
-    return make_scene(rng, voices, babble_pool)
+    return make_scene(rng, voices, babble_pool, style)
+
+
+def read_babble(path: str | Path) -> np.ndarray:
+    """A recording of babble as mono 16 kHz float32 (any format soundfile reads, any rate), at least a scene long."""
+    from transformers_dass.audio.io import load_audio
+
+    babble = load_audio(path, sampling_rate=RATE)
+    if babble.size < SCENE_SECONDS * RATE:
+        raise SystemExit(f"--eval-babble {path}: {babble.size / RATE:.1f} s, shorter than a {SCENE_SECONDS:.0f} s scene")
+    return babble
 
 
 def build_split(
     split: str, singles: int, scenes: int, seed: int, output_dir: Path, shards: int, workers: int = 1,
-    babble_tracks: int = 6, babble_seconds: float = 30.0,
+    babble_tracks: int = 6, babble_seconds: float = 30.0, babble_file: str | None = None,
 ) -> dict:
     import datasets
 
@@ -373,7 +427,11 @@ def build_split(
     base = np.random.SeedSequence([seed, SPLIT_SEEDS[split]])
     pool_seed, *clip_seeds = base.spawn(1 + singles + scenes)
     pool_rng = np.random.default_rng(pool_seed)
-    babble_pool = [make_babble(pool_rng, babble_seconds, voices) for _ in range(babble_tracks)]
+    if babble_file is not None:  # real babble (the eval split): excerpts of one recording
+        babble_pool = [read_babble(babble_file)]
+    else:
+        babble_pool = [make_babble(pool_rng, babble_seconds, voices) for _ in range(babble_tracks)]
+    style = EVAL_SCENES if split == "eval" else SCENES
     noise_dir = output_dir / "noise"
     noise_dir.mkdir(parents=True, exist_ok=True)
     babble = np.concatenate(babble_pool[:2])
@@ -381,7 +439,7 @@ def build_split(
     soundfile.write(noise_dir / f"babble_{split}.wav", 0.5 * babble / np.abs(babble).max(), RATE, subtype="PCM_16")
 
     rows, metadata = [], []
-    jobs = [(index, clip_seed, singles, voices, babble_pool) for index, clip_seed in enumerate(clip_seeds)]
+    jobs = [(index, clip_seed, singles, voices, babble_pool, style) for index, clip_seed in enumerate(clip_seeds)]
     with multiprocessing.get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
         results = pool.imap(make_clip, jobs, chunksize=8) if workers > 1 else map(make_clip, jobs)
         for index, (samples, info) in enumerate(results):
@@ -393,6 +451,7 @@ def build_split(
                     "audio": {"bytes": flac_bytes(samples), "path": f"{clip_id}.flac"},
                     "labels": [mid(name) for name in labels],
                     "human_labels": labels,
+                    "events": strong_labels(info["events"]),
                 }
             )
             metadata.append({"video_id": clip_id, "labels": labels, "seconds": samples.size / RATE, **info})
@@ -405,6 +464,13 @@ def build_split(
             "audio": datasets.Audio(),
             "labels": datasets.List(datasets.Value("string")),
             "human_labels": datasets.List(datasets.Value("string")),
+            "events": datasets.List(
+                {
+                    "onset": datasets.Value("float64"),
+                    "offset": datasets.Value("float64"),
+                    "label": datasets.Value("string"),
+                }
+            ),
         }
     )
     storage = features.copy()
@@ -416,8 +482,24 @@ def build_split(
     with open(output_dir / f"{split}.jsonl", "w") as handle:
         for line in metadata:
             handle.write(json.dumps(line) + "\n")
+    write_strong_tsv(output_dir / f"{split}_strong.tsv", [(row["video_id"], row["events"]) for row in rows])
     counts = {name: sum(name in m["labels"] for m in metadata) for name in CLASSES}
     return {"clips": len(rows), "singles": singles, "scenes": scenes, "variants": voices.variants, "rates_wpm": voices.rates, "label_counts": counts}
+
+
+def strong_labels(events: list[dict]) -> list[dict]:
+    """A clip's strong labels: `{"onset", "offset", "label"}` (seconds, mid) per event, by onset."""
+    spans = sorted((event["start_s"], event["end_s"], mid(event["label"])) for event in events)
+    return [{"onset": onset, "offset": offset, "label": label} for onset, offset, label in spans]
+
+
+def write_strong_tsv(path: Path, clips: list[tuple[str, list[dict]]]) -> None:
+    """AudioSet-strong's annotation table (segment_id, start_time_seconds, end_time_seconds, label) of the clips."""
+    with open(path, "w") as handle:
+        handle.write("segment_id\tstart_time_seconds\tend_time_seconds\tlabel\n")
+        for clip_id, events in clips:
+            for event in events:
+                handle.write(f"{clip_id}\t{event['onset']:.6f}\t{event['offset']:.6f}\t{event['label']}\n")
 
 
 def write_labels_csv(path: Path) -> None:
@@ -437,13 +519,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--validation-scenes", type=int, default=60)
     parser.add_argument("--test-singles", type=int, default=320)
     parser.add_argument("--test-scenes", type=int, default=120)
+    parser.add_argument("--eval-singles", type=int, default=0, help="the eval split (made only when --splits names it)")
+    parser.add_argument("--eval-scenes", type=int, default=48, help="eval split: SED test scenes (1-3 events each)")
+    parser.add_argument(
+        "--eval-babble", metavar="WAV",
+        help="eval split: the babble recording its backgrounds are cut from (e.g. ../shared/fixtures/babble_all.wav; "
+        "default: espeak-ng babble of the test voices)",
+    )  # fmt: skip
     parser.add_argument("--shards", type=int, default=2, help="parquet files per split")
     parser.add_argument("--babble-tracks", type=int, default=6, help="babble recordings made per split (backgrounds)")
     parser.add_argument("--babble-seconds", type=float, default=30.0, help="length of each babble recording")
     parser.add_argument("--workers", type=int, default=2, help="processes synthesising clips (the result does not depend on it)")
     parser.add_argument("--splits", nargs="+", default=["train", "validation", "test"], choices=list(SPLIT_SEEDS))
     args = parser.parse_args(argv)
-    for name in ("train", "validation", "test"):
+    for name in SPLIT_SEEDS:
         if getattr(args, f"{name}_singles") < 0 or getattr(args, f"{name}_scenes") < 0:
             parser.error(f"--{name}-singles and --{name}-scenes must be >= 0")
     if args.babble_tracks < 1 or args.babble_seconds < SCENE_SECONDS:
@@ -464,8 +553,9 @@ def main(argv=None) -> int:
         singles, scenes = getattr(args, f"{split}_singles"), getattr(args, f"{split}_scenes")
         print(f"{split}: {singles} single-label clips, {scenes} scenes", file=sys.stderr, flush=True)
         manifest["splits"][split] = build_split(
-            split, singles, scenes, args.seed, output_dir, args.shards, args.workers, args.babble_tracks, args.babble_seconds
-        )
+            split, singles, scenes, args.seed, output_dir, args.shards, args.workers, args.babble_tracks,
+            args.babble_seconds, args.eval_babble if split == "eval" else None,
+        )  # fmt: skip
     (output_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {output_dir}")
     return 0

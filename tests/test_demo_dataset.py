@@ -1,4 +1,5 @@
-"""scripts/make_demo_dataset.py: a few clips of each kind, read back through the AudioSet-schema loader.
+"""scripts/make_demo_dataset.py: a few clips of each kind, read back through the AudioSet-schema loader, with their
+strong labels (each event's active span) in the parquet, the jsonl and the AudioSet-strong table.
 
 Needs the Debian tools the script drives (`apt-get install espeak-ng sox`); skipped without them.
 """
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.conftest import require_fixture
 from tests.test_train_script import load_script
 from transformers_dass.audio.decoding import decode_audio
 from transformers_dass.training.data import LabelEncoder, load_audio_dataset
@@ -63,6 +65,77 @@ def test_splits_read_back_in_the_audioset_schema(dataset_dir, script):
     assert all(line["seconds"] == script.SCENE_SECONDS and 1 <= len(line["events"]) <= 4 for line in scenes)
 
 
+def strong_table(folder, split):
+    lines = (folder / f"{split}_strong.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["segment_id", "start_time_seconds", "end_time_seconds", "label"]
+    return [line.split("\t") for line in lines[1:]]
+
+
+def check_strong_labels(folder, split, script):
+    """Parquet `events`, jsonl spans and the AudioSet-strong table say the same; each span lies in its sound."""
+    rows = list(load_audio_dataset(data_files=str(folder / f"{split}-*.parquet"), streaming=True))
+    lines = metadata(folder, split)
+    table = strong_table(folder, split)
+    expected = []
+    for row, line in zip(rows, lines):
+        assert len(row["events"]) == len(line["events"])
+        for event in line["events"]:
+            # The active span starts at or after the sound's start and ends within the clip.
+            assert event["offset_s"] <= event["start_s"] < event["end_s"] <= line["seconds"]
+        spans = sorted((e["start_s"], e["end_s"], script.mid(e["label"])) for e in line["events"])
+        assert [(e["onset"], e["offset"], e["label"]) for e in row["events"]] == spans
+        expected += [[row["video_id"], f"{on:.6f}", f"{off:.6f}", label] for on, off, label in spans]
+    assert table == expected
+    return lines
+
+
+def test_strong_labels_are_the_active_spans(dataset_dir, script):
+    for split in ("train", "test"):
+        lines = check_strong_labels(dataset_dir, split, script)
+        # A single clip's digit: the speech trimmed by espeak-ng's silence trim keeps 10 ms of margin on each side,
+        # which the active span leaves out.
+        digits = [e for line in lines if line["kind"] == "single" for e in line["events"] if "voice" in e]
+        assert digits and all(e["start_s"] > e["offset_s"] for e in digits)
+
+
+def test_active_span_leaves_out_silence_and_keeps_gaps(script):
+    rate = script.RATE
+    tone = np.sin(np.arange(rate // 10) * 0.3).astype(np.float32)  # 0.1 s
+    quiet = np.zeros(rate // 20, dtype=np.float32)  # 0.05 s
+    hum = np.full(rate // 20, 1e-3, dtype=np.float32)  # 60 dB below the tone's peak: silence for a 40 dB span
+    sound = np.concatenate([quiet, hum, tone, quiet, tone, hum])
+    first, stop = script.active_span(sound)
+    # From the first tone's first sample above -40 dB (sin(0) = 0: the next one) to the second tone's last loud one.
+    loud = np.flatnonzero(np.abs(tone) >= 0.01)
+    assert first == quiet.size + hum.size + loud[0]
+    assert stop == quiet.size + hum.size + tone.size + quiet.size + loud[-1] + 1
+    entry = script.event_entry({"label": "beep"}, sound, offset=rate, clip_samples=rate + sound.size)
+    assert entry["offset_s"] == 1.0 and entry["start_s"] == (rate + first) / rate and entry["end_s"] == (rate + stop) / rate
+
+
+@pytest.fixture(scope="module")
+def eval_dir(script, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo_eval")
+    babble = require_fixture("babble_all.wav")
+    args = ["--output-dir", str(folder), "--splits", "eval", "--eval-scenes", "6", "--eval-babble", str(babble)]
+    assert script.main([*args, "--shards", "1", "--workers", "1"]) == 0
+    return folder
+
+
+def test_eval_split_holds_sed_test_scenes(eval_dir, script):
+    lines = check_strong_labels(eval_dir, "eval", script)
+    assert len(lines) == 6
+    for line in lines:
+        assert line["kind"] == "scene" and line["seconds"] == script.SCENE_SECONDS
+        assert line["background"] in ("babble", "quiet") and 1 <= len(line["events"]) <= 3
+        for event in line["events"]:
+            if "voice" in event:
+                assert event["voice"].split("+")[1] in script.TEST_VARIANTS
+    assert {line["background"] for line in lines} == {"babble", "quiet"}  # 6 draws at 1/2: both (seed 0)
+    written = soundfile.info(str(eval_dir / "noise" / "babble_eval.wav")).duration
+    assert written == soundfile.info(str(require_fixture("babble_all.wav"))).duration  # the real babble
+
+
 def test_test_split_speaks_with_held_out_voices_and_rates(dataset_dir, script):
     assert not set(script.TRAIN_VARIANTS) & set(script.TEST_VARIANTS)
     for split, variants, bands in (
@@ -78,7 +151,7 @@ def test_test_split_speaks_with_held_out_voices_and_rates(dataset_dir, script):
 
 def test_same_seed_same_dataset_whatever_the_worker_count(dataset_dir, script, tmp_path):
     assert script.main(["--output-dir", str(tmp_path), "--workers", "1", *ARGS]) == 0
-    for name in ("train-00000-of-00001.parquet", "test.jsonl", "labels.csv", "noise/babble_test.wav"):
+    for name in ("train-00000-of-00001.parquet", "test.jsonl", "test_strong.tsv", "labels.csv", "noise/babble_test.wav"):
         assert (tmp_path / name).read_bytes() == (dataset_dir / name).read_bytes(), name
 
 

@@ -3,9 +3,10 @@
     dass classify FILE [FILE ...] [--model DIR] [--top-k K] [--json] [--clip-pooling {auto,mean,max}]
                   [--dtype {auto,float32,bfloat16,int8}]
     dass convert --checkpoint FILE --output-dir DIR [--labels-csv CSV]
-    dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--top-labels K] [--csv OUT] [--png OUT]
-                  [--dtype {auto,float32,bfloat16,int8}]
-    dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--batch-size N]
+    dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--median-filter SECONDS] [--top-labels K]
+                  [--csv OUT] [--png OUT] [--scores OUT.tsv] [--dtype {auto,float32,bfloat16,int8}]
+    dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--smoothing N]
+             [--median-filter SECONDS] [--batch-size N]
              [--num-workers N] [--dataset NAME_OR_PATH --split S --audio-column C]   (a table, resumable; torchrun)
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
     dass export --format onnx --output FILE [--model DIR] [--opset N]  (needs the [onnx] extra)
@@ -117,24 +118,29 @@ def _timeline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .inference.classify import classify_file
-    from .inference.timeline import plot_timeline, segments, write_csv
-    from .utils.checks import odd_window, positive_int, probability
+    from .inference.timeline import plot_timeline, segments, write_csv, write_scores_tsv
+    from .utils.checks import non_negative_float, odd_window, positive_int, probability
 
     try:
         probability(args.threshold, "--threshold")
         odd_window(args.smoothing, "--smoothing")
+        non_negative_float(args.median_filter, "--median-filter")
         positive_int(args.top_labels, "--top-labels")
     except ValueError as error:
         raise SystemExit(f"{error}.") from None
     loaded = _load_model(args)
     timeline = classify_file(
-        args.file, loaded.model, loaded.extractor, top_k=1, timeline=True, smoothing=args.smoothing, show_progress=None
-    ).timeline
+        args.file, loaded.model, loaded.extractor, top_k=1, timeline=True, smoothing=args.smoothing, show_progress=None,
+        median_filter_s=args.median_filter,
+    ).timeline  # fmt: skip
     found = segments(timeline, args.threshold)
     stem = Path(args.file).stem
     csv_path = args.csv or f"{stem}.timeline.csv"
     write_csv(found, csv_path)
     print(f"{args.file}: {timeline.times[-1, 1]:.2f} s, {len(timeline.times)} steps; {len(found)} segments -> {csv_path}")
+    if args.scores:
+        write_scores_tsv(timeline, args.scores)
+        print(f"scores of the {len(timeline.labels)} labels at every step -> {args.scores}")
     if args.no_png:
         return 0
     png_path = args.png or f"{stem}.timeline.png"
@@ -181,6 +187,7 @@ def _tag(args: argparse.Namespace) -> int:
             segments=args.segments,
             threshold=args.threshold,
             smoothing=args.smoothing,
+            median_filter_s=args.median_filter,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             shard_size=args.shard_size,
@@ -249,10 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--model", help=MODEL_HELP)
     timeline.add_argument("--threshold", type=float, default=0.5, help="Score from which a step counts (default 0.5).")
     timeline.add_argument("--smoothing", type=int, default=1, help="Moving average over N steps, N odd (default 1: none).")
+    timeline.add_argument(
+        "--median-filter", type=float, default=0.0, metavar="SECONDS",
+        help="Median filter over SECONDS, as sed_scores_eval applies it, after --smoothing (default 0: none).",
+    )  # fmt: skip
     timeline.add_argument("--top-labels", type=int, default=10, help="Labels in the PNG, the strongest first (default 10).")
     timeline.add_argument("--csv", help="Segments CSV (start_s,end_s,label,score); default FILE_STEM.timeline.csv.")
     timeline.add_argument("--png", help="Plot (needs matplotlib); default FILE_STEM.timeline.png.")
     timeline.add_argument("--no-png", action="store_true", help="Write the CSV only.")
+    timeline.add_argument(
+        "--scores", metavar="OUT.tsv",
+        help="Also the scores of every label at every step, as a sed_scores_eval score file (onset, offset, one column "
+        "per label).",
+    )  # fmt: skip
     _add_dtype_option(timeline)
     timeline.set_defaults(handler=_timeline)
     export = commands.add_parser(
@@ -295,6 +311,10 @@ def _add_tag_command(commands) -> None:
     tag.add_argument("--segments", action="store_true", help="Also the (start, end, label, score) segments of `dass timeline`.")
     tag.add_argument("--threshold", type=float, default=0.5, help="Segments: score from which a step counts (default 0.5).")
     tag.add_argument("--smoothing", type=int, default=1, help="Segments: moving average over N steps, N odd (default 1).")
+    tag.add_argument(
+        "--median-filter", type=float, default=0.0, metavar="SECONDS",
+        help="Segments: median filter over SECONDS after --smoothing, as for `dass timeline` (default 0: none).",
+    )  # fmt: skip
     tag.add_argument(
         "--batch-size", type=int, default=None,
         help="Clips per forward; only clips of one length are batched (default: 8 on a GPU, 1 on the CPU).",

@@ -56,6 +56,7 @@ def analyse_batch(
     timeline: bool = False,
     smoothing: int = 1,
     show_progress: bool = False,
+    median_filter_s: float = 0.0,
 ) -> list[Analysis]:
     """Labels (and timelines) of recordings whose `input_values` have the same number of frames, in one forward.
 
@@ -64,7 +65,8 @@ def analyse_batch(
         recordings: features of each recording (`features.file_features`, `features.waveform_features`).
         top_k: labels per recording; between 1 and the model's labels.
         clip_pooling: "auto" (the model's `config.clip_pooling` for this length), "mean" or "max".
-        timeline: also the per-step scores, smoothed over `smoothing` steps (odd; 1 = none).
+        timeline: also the per-step scores, smoothed over `smoothing` steps (odd; 1 = none), then median-filtered
+            over `median_filter_s` seconds (0 = none; `postprocessing.median_filter`).
         show_progress: progress bar over the layers on the lean path of long inputs.
     """
     config = model.config
@@ -89,7 +91,9 @@ def analyse_batch(
         ]
         steps = None
         if timeline:
-            steps = timeline_of_frame_logits(model, readouts.frame_logits[b], item.audio_frames, smoothing)
+            steps = timeline_of_frame_logits(
+                model, readouts.frame_logits[b], item.audio_frames, smoothing, median_filter_s=median_filter_s
+            )
         analyses.append(Analysis(labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s))
     return analyses
 
@@ -116,11 +120,13 @@ def classify_file(
     smoothing: int = 1,
     show_progress: bool | None = False,
     long_file_seconds: float = LONG_FILE_SECONDS,
+    median_filter_s: float = 0.0,
 ) -> Analysis:
     """Labels (and, with `timeline=True`, the timeline) of an audio file of any length, rate and channel count.
 
     The file is decoded once (whole, or in blocks beyond `long_file_seconds`: bounded memory) and run through the
     model once. `show_progress`: bars while reading in blocks and over the layers (None: when on a terminal).
+    `smoothing` and `median_filter_s` post-process the timeline as in `analyse_batch`.
 
     Raises:
         FileNotFoundError, ValueError: a missing, empty, undecodable or too short file, naming it.
@@ -128,12 +134,17 @@ def classify_file(
     recording = file_features(path, extractor, long_file_seconds, show_progress=show_progress)
     return analyse_features(
         model, recording, top_k=top_k, clip_pooling=clip_pooling, timeline=timeline, smoothing=smoothing,
-        show_progress=sys.stderr.isatty() if show_progress is None else show_progress,
+        show_progress=sys.stderr.isatty() if show_progress is None else show_progress, median_filter_s=median_filter_s,
     )  # fmt: skip
 
 
 def timeline_of_file(
-    path: str | os.PathLike, model, feature_extractor=None, smoothing: int = 1, show_progress: bool | None = None
+    path: str | os.PathLike,
+    model,
+    feature_extractor=None,
+    smoothing: int = 1,
+    show_progress: bool | None = None,
+    median_filter_s: float = 0.0,
 ) -> Timeline:
     """The `Timeline` of a whole audio file, as `dass timeline FILE` computes it."""
     if feature_extractor is None:
@@ -141,5 +152,6 @@ def timeline_of_file(
 
         feature_extractor = DassFeatureExtractor()
     return classify_file(
-        path, model, feature_extractor, top_k=1, timeline=True, smoothing=smoothing, show_progress=show_progress
+        path, model, feature_extractor, top_k=1, timeline=True, smoothing=smoothing, show_progress=show_progress,
+        median_filter_s=median_filter_s,
     ).timeline

@@ -3,9 +3,11 @@
 `frame_scores` runs `DassForAudioClassification(..., return_frame_logits=True)` (through `readout.read_out`, the
 frame scores that the clip readouts use too) and turns the logits of every
 time step (0.32 s for DASS) into scores by the pipeline's rule (`readout.label_scores`: sigmoid for multi-label
-models, softmax otherwise), optionally smoothed over neighbouring steps. `segments` merges consecutive steps at or above a
-threshold into (start, end, label, score) rows; `write_csv` and `plot_timeline` write them out. The command
-line front end is `dass timeline FILE --model DIR`.
+models, softmax otherwise), optionally smoothed over neighbouring steps (a moving average in steps, then the median
+filter of sound event detection in seconds: `postprocessing.median_filter`). `segments` merges consecutive steps at
+or above a threshold into (start, end, label, score) rows; `write_csv` and `plot_timeline` write them out, and
+`write_scores_tsv` writes the scores themselves in the score-file layout of sed_scores_eval (the SED metrics of
+`evaluation.sed`). The command line front end is `dass timeline FILE --model DIR`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from ..model.readout import label_scores, read_out
 from ..utils.checks import odd_window, probability
 from ..utils.optional import install_hint, require
+from .postprocessing import median_filter
 
 PLOT_HINT = install_hint("plot")
 # The columns of a segment wherever one is written: the CSV of `dass timeline`, `dass tag --segments`, the demo.
@@ -34,9 +37,11 @@ __all__ = [
     "plot_timeline",
     "segments",
     "smooth",
+    "step_boundaries",
     "strongest_labels",
     "timeline_of_frame_logits",
     "write_csv",
+    "write_scores_tsv",
 ]
 
 
@@ -94,6 +99,7 @@ def frame_scores(
     smoothing: int = 1,
     frame_shift: float = 0.01,
     show_progress: bool | None = None,
+    median_filter_s: float = 0.0,
 ) -> Timeline:
     """Per-step probabilities of a `DassForAudioClassification` over one recording's features.
 
@@ -103,6 +109,7 @@ def frame_scores(
         smoothing: odd moving-average window in steps (1: none).
         frame_shift: seconds between input frames (10 ms for `DassFeatureExtractor`).
         show_progress: progress bar over the layers on the lean path; None: when stderr is a terminal.
+        median_filter_s: median filter length in seconds, after the moving average (0: none).
     """
     check_timeline_model(model)
     if input_values.ndim == 2:
@@ -111,7 +118,7 @@ def frame_scores(
         raise ValueError(f"frame_scores takes one recording, (frames, mel bins); got shape {tuple(input_values.shape)}")
     show = sys.stderr.isatty() if show_progress is None else show_progress
     logits = read_out(model, input_values, poolings=(), show_progress=show).frame_logits[0]
-    return timeline_of_frame_logits(model, logits, input_values.shape[1], smoothing, frame_shift)
+    return timeline_of_frame_logits(model, logits, input_values.shape[1], smoothing, frame_shift, median_filter_s)
 
 
 def check_timeline_model(model) -> None:
@@ -121,7 +128,12 @@ def check_timeline_model(model) -> None:
 
 
 def timeline_of_frame_logits(
-    model, frame_logits: torch.Tensor, num_frames: int, smoothing: int = 1, frame_shift: float = 0.01
+    model,
+    frame_logits: torch.Tensor,
+    num_frames: int,
+    smoothing: int = 1,
+    frame_shift: float = 0.01,
+    median_filter_s: float = 0.0,
 ) -> Timeline:
     """The `Timeline` of one recording from its frame scores.
 
@@ -131,6 +143,8 @@ def timeline_of_frame_logits(
             padded, `num_frames` is the frames of audio and the steps past them are dropped.
         smoothing: odd moving-average window in steps (1: none).
         frame_shift: seconds between input frames.
+        median_filter_s: median filter length in seconds (`postprocessing.median_filter`), applied after the moving
+            average (0: none).
     """
     check_timeline_model(model)
     times = model.frame_step_times(num_frames, frame_shift).numpy()
@@ -139,7 +153,8 @@ def timeline_of_frame_logits(
     logits = frame_logits[: len(times)].detach().float().cpu()
     probabilities = label_scores(logits, model.config.problem_type)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    return Timeline(times=times, scores=smooth(probabilities.numpy(), smoothing), labels=labels)
+    scores = median_filter(smooth(probabilities.numpy(), smoothing), times, median_filter_s)
+    return Timeline(times=times, scores=scores, labels=labels)
 
 
 def segments(timeline: Timeline, threshold: float = 0.5) -> list[Segment]:
@@ -170,6 +185,43 @@ def write_csv(found: list[Segment], path: str | os.PathLike) -> None:
         writer.writerow(SEGMENT_FIELDS)
         for segment in found:
             writer.writerow([f"{segment.start:.2f}", f"{segment.end:.2f}", segment.label, f"{segment.score:.4f}"])
+
+
+def write_scores_tsv(timeline: Timeline, path: str | os.PathLike) -> None:
+    """The timeline's scores as a sed_scores_eval score file: tab-separated, header `onset offset LABEL...`, one row
+    per step (its start and end in seconds, then its score for each label, in `timeline.labels` order).
+
+    sed_scores_eval reads it with `io.read_sed_scores(path)` (and a folder of them, one `{recording}.tsv` each, as
+    the scores of a whole evaluation set). Times are written to the microsecond and scores to 6 significant digits;
+    a step's end and the next step's start are the same number, as the format requires.
+
+    Raises:
+        ValueError: a label holding a tab or a line break (it would break the header), or steps that are not
+            back to back.
+    """
+    bad = [label for label in timeline.labels if any(c in label for c in "\t\r\n")]
+    if bad:
+        raise ValueError(f"labels {bad} hold a tab or a line break: a score file cannot name them; rename them")
+    boundaries = step_boundaries(timeline.times)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        handle.write("\t".join(["onset", "offset", *timeline.labels]) + "\n")
+        for start, end, row in zip(boundaries[:-1], boundaries[1:], np.asarray(timeline.scores)):
+            handle.write(f"{start:.6f}\t{end:.6f}\t" + "\t".join(f"{value:.6g}" for value in row) + "\n")
+
+
+def step_boundaries(times: np.ndarray) -> np.ndarray:
+    """(steps + 1,) float64 start of every step and end of the last, from (steps, 2) `Timeline.times` whose steps
+    lie back to back (the layout of score files and of sed_scores_eval's score DataFrames).
+
+    Raises:
+        ValueError: no steps, or a step that does not start where the previous one ends.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 2 or times.shape[0] == 0 or times.shape[1] != 2:
+        raise ValueError(f"times must be (steps, 2) with at least one step, got shape {times.shape}")
+    if not np.array_equal(times[1:, 0], times[:-1, 1]):
+        raise ValueError("scores per step need steps back to back (each starting where the previous ends)")
+    return np.concatenate([times[:, 0], times[-1:, 1]])
 
 
 def strongest_labels(timeline: Timeline, count: int) -> list[int]:

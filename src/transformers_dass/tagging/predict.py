@@ -29,6 +29,7 @@ class Predictor:
         clip_pooling: `--clip-pooling` (auto, mean, max), resolved per clip length as `dass classify` does.
         segments: also the (start, end, label, score) runs at or above `threshold` of `dass timeline`.
         smoothing: the timeline's moving average in steps (odd; 1 = none).
+        median_filter_s: the timeline's median filter in seconds, after the moving average (0 = none).
     """
 
     model: object
@@ -39,6 +40,7 @@ class Predictor:
     smoothing: int = 1
     device: torch.device | str = "cpu"
     batch_size: int = 8
+    median_filter_s: float = 0.0
 
     def rows(self, batch: list[DecodedInput], inputs: list[TagInput]) -> list[dict]:
         """Rows of a batch of inputs whose `input_values` all have the same frame count: one forward gives the
@@ -47,7 +49,7 @@ class Predictor:
         recordings = [RecordingFeatures(item.input_values, item.audio_frames, item.duration_s) for item in batch]
         analyses = analyse_batch(
             self.model, recordings, top_k=self.top_k, clip_pooling=self.clip_pooling, timeline=self.segments,
-            smoothing=self.smoothing,
+            smoothing=self.smoothing, median_filter_s=self.median_filter_s,
         )  # fmt: skip
         rows = []
         for item, analysis in zip(batch, analyses):

@@ -19,7 +19,7 @@ import torch
 
 from ..inference.features import LONG_FILE_SECONDS
 from ..model.readout import CLIP_POOLING_CHOICES, check_clip_pooling
-from ..utils.checks import odd_window, positive_int, probability
+from ..utils.checks import non_negative_float, odd_window, positive_int, probability
 from .batching import LengthBuckets
 from .distributed import Ranks, share
 from .features import InputFeatures, worker_init
@@ -104,6 +104,7 @@ def tag(
     segments: bool = False,
     threshold: float = 0.5,
     smoothing: int = 1,
+    median_filter_s: float = 0.0,
     batch_size: int | None = None,
     num_workers: int | None = None,
     shard_size: int = 256,
@@ -124,7 +125,8 @@ def tag(
             `OUTPUT.parts/`; rerunning resumes it. None: nothing is written, `TagSummary.rows` holds the table.
         dataset, split, audio_column, id_column: a Hugging Face dataset split to tag too (see `discover_inputs`).
         top_k, clip_pooling: as `dass classify --top-k --clip-pooling`; the rows equal its results.
-        segments, threshold, smoothing: also `dass timeline`'s segments (runs of steps scoring >= threshold).
+        segments, threshold, smoothing, median_filter_s: also `dass timeline`'s segments (runs of steps scoring >=
+            threshold, after its moving average and median filter).
         batch_size: clips per forward; only clips of the same length are batched. Default: 8 on a GPU, 1 on the
             CPU (where a batch costs as much per clip as clips one by one, and smaller batches start sooner).
         num_workers: DataLoader processes decoding and computing features (0: in this process); default: the
@@ -151,11 +153,11 @@ def tag(
     try:
         if batch_size is None:
             batch_size = 8 if ranks.device.type == "cuda" else 1
-        _check_options(top_k, clip_pooling, threshold, smoothing, batch_size, shard_size)
+        _check_options(top_k, clip_pooling, threshold, smoothing, median_filter_s, batch_size, shard_size)
         return _run(
             ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column,
-            manifest_column, top_k, clip_pooling, segments, threshold, smoothing, batch_size, num_workers,
-            shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
+            manifest_column, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, batch_size,
+            num_workers, shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
         )  # fmt: skip
     finally:
         ranks.close()
@@ -163,8 +165,8 @@ def tag(
 
 def _run(
     ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column, manifest_column,
-    top_k, clip_pooling, segments, threshold, smoothing, batch_size, num_workers, shard_size, overwrite,
-    retry_failed, dtype, show_progress, long_file_seconds,
+    top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, batch_size, num_workers, shard_size,
+    overwrite, retry_failed, dtype, show_progress, long_file_seconds,
 ) -> TagSummary:  # fmt: skip
     if output is not None and table_format(output) == "parquet":
         require_pyarrow()  # before any work, not at the first shard
@@ -184,7 +186,9 @@ def _run(
     store = RunStore(output, segments) if output is not None else None
     done: set[str] = set()
     if store is not None:
-        options = _run_options(model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, store)
+        options = _run_options(
+            model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, store
+        )
         store.check(options, overwrite)
         ranks.barrier()
         if ranks.rank == 0:
@@ -199,7 +203,9 @@ def _run(
 
         model = apply_precision(model, precision)
     model.to(ranks.device)
-    predictor = Predictor(model, top_k, clip_pooling, segments, threshold, smoothing, ranks.device, batch_size)
+    predictor = Predictor(
+        model, top_k, clip_pooling, segments, threshold, smoothing, ranks.device, batch_size, median_filter_s
+    )
     writer = store.writer(ranks.rank, shard_size) if store is not None else None
     kept: list[dict] = []
     start = time.perf_counter()
@@ -321,16 +327,19 @@ def _model_and_extractor(model, feature_extractor):
     return model.eval(), feature_extractor
 
 
-def _check_options(top_k, clip_pooling, threshold, smoothing, batch_size, shard_size) -> None:
+def _check_options(top_k, clip_pooling, threshold, smoothing, median_filter_s, batch_size, shard_size) -> None:
     check_clip_pooling(clip_pooling, "clip_pooling", CLIP_POOLING_CHOICES)
     positive_int(top_k, "top_k")
     probability(threshold, "threshold")
     odd_window(smoothing, "smoothing")
+    non_negative_float(median_filter_s, "median_filter_s")
     positive_int(batch_size, "batch_size")
     positive_int(shard_size, "shard_size")
 
 
-def _run_options(model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, store) -> dict:
+def _run_options(
+    model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, store
+) -> dict:
     """What decides the rows, recorded in OUT.parts/run.json: a rerun must match it to resume. `model` is the
     model as loaded or given; `precision` the dtype applied to it for the run (None: none)."""
     options = {
@@ -345,6 +354,8 @@ def _run_options(model, extractor, precision, top_k, clip_pooling, segments, thr
     }
     if segments:
         options.update(threshold=threshold, smoothing=smoothing)
+        if median_filter_s:  # recorded only when used: tables written before the option existed still resume
+            options.update(median_filter_s=median_filter_s)
     return options
 
 

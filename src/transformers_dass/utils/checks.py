@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["check_bool", "finite_float", "float_tensor", "odd_window", "positive_int", "probability"]
+__all__ = ["check_bool", "finite_float", "float_tensor", "non_negative_float", "odd_window", "positive_int", "probability"]
 
 
 def positive_int(value, name: str) -> int:
@@ -28,6 +28,14 @@ def finite_float(value, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return float(value)
+
+
+def non_negative_float(value, name: str) -> float:
+    """`value` as a float >= 0 (a length in seconds where 0 means none), or a ValueError."""
+    value = finite_float(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
 
 
 def check_bool(value, name: str) -> bool:

@@ -27,7 +27,8 @@ def require(module: str, extra: str, purpose: str, alternative: str | None = Non
         alternative: a way to do without it, appended to the message.
 
     Raises:
-        ImportError: `{purpose} needs {package}, which is not installed: pip install ...`.
+        ImportError: `{purpose} needs {package}, which is not installed: pip install ...`; a ModuleNotFoundError
+            (naming the missing module, as Python's own does) when the module is not there at all.
     """
     try:
         __import__(module)  # through builtins.__import__, which import hooks and test doubles replace
@@ -37,5 +38,6 @@ def require(module: str, extra: str, purpose: str, alternative: str | None = Non
         message = f"{purpose} needs {package}, which is not installed: {hint}"
         if alternative:
             message += f" ({alternative})"
-        raise ImportError(message) from error
+        kind = ModuleNotFoundError if isinstance(error, ModuleNotFoundError) else ImportError
+        raise kind(message, name=error.name) from error
     return sys.modules[module]
