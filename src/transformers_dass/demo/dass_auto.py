@@ -9,6 +9,7 @@ try:
         DassConfig,
         DassFeatureExtractor,
         DassForAudioClassification,
+        DassForAudioFrameClassification,
         DassModel,
     )
 except ImportError as error:
@@ -17,4 +18,10 @@ except ImportError as error:
         "install it with `pip install transformers-dass`, then load the folder again."
     ) from error
 
-__all__ = ["DassConfig", "DassFeatureExtractor", "DassForAudioClassification", "DassModel"]
+__all__ = [
+    "DassConfig",
+    "DassFeatureExtractor",
+    "DassForAudioClassification",
+    "DassForAudioFrameClassification",
+    "DassModel",
+]
