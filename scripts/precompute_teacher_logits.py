@@ -29,14 +29,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from datasets import Audio, Dataset, Features, List, Value
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, HfArgumentParser
+from transformers import (
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    HfArgumentParser,
+)
 
 from transformers_dass import DassFeatureExtractor
+from transformers_dass.audio.decoding import AudioDecodeError, SkipCounter, decode_audio
 from transformers_dass.training.data import (
     TEACHER_LOGITS_COLUMN,
-    AudioDecodeError,
-    SkipCounter,
-    decode_audio,
     load_audio_dataset,
     split_for_node,
 )

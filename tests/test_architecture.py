@@ -94,7 +94,7 @@ def test_a_long_file_is_read_in_blocks_and_still_run_once(monkeypatch, tmp_path)
     from transformers_dass.inference.loading import load_model
 
     path = tmp_path / "long.wav"
-    soundfile.write(path, np.tile(soundfile.read(EXAMPLES / "seven_in_babble.wav")[0], 2), 16000)  # 20 s
+    soundfile.write(path, np.tile(soundfile.read(EXAMPLES / "scene_siren_three.wav")[0], 2), 16000)  # 20 s
     loaded = load_model(dtype="float32")
     forwards = []
     loaded.model.register_forward_pre_hook(lambda module, args: forwards.append(1))

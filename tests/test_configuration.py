@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from transformers import AutoConfig
+
 from transformers_dass import DassConfig
 
 

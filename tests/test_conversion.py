@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
 from transformers_dass import DassFeatureExtractor, DassForAudioClassification
 from transformers_dass.model.conversion import (
     CheckpointConversionError,

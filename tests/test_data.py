@@ -17,6 +17,7 @@ import torch
 from datasets import Audio, Dataset, Features, IterableDataset, List, Value
 
 from transformers_dass import DassConfig, DassFeatureExtractor
+from transformers_dass.audio.decoding import decode_audio
 from transformers_dass.training.data import (
     ClassBalancedRepeat,
     DassAudioCollator,
@@ -26,7 +27,6 @@ from transformers_dass.training.data import (
     class_label_names,
     clip_weight,
     count_labels,
-    decode_audio,
     load_audio_dataset,
     mixup,
     spec_augment,
@@ -163,7 +163,7 @@ def test_decode_audio_accepts_bytes_paths_and_arrays(tmp_path):
     ],
 )
 def test_decode_audio_rejects_unusable_clips(value, message):
-    from transformers_dass.training.data import AudioDecodeError
+    from transformers_dass.audio.decoding import AudioDecodeError
 
     with pytest.raises(AudioDecodeError, match=message):
         decode_audio(value)

@@ -14,7 +14,8 @@ import pytest
 import soundfile
 
 from tests.test_train_script import load_script
-from transformers_dass.training.data import LabelEncoder, decode_audio, load_audio_dataset
+from transformers_dass.audio.decoding import decode_audio
+from transformers_dass.training.data import LabelEncoder, load_audio_dataset
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("sox") is None,

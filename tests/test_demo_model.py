@@ -17,10 +17,10 @@ import pytest
 from tests.conftest import require_fixture
 from tests.test_train_script import load_script
 from transformers_dass import DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.inference import loading as bundled
 from transformers_dass.audio.io import load_audio
-from transformers_dass.inference.classify import classify_waveform
 from transformers_dass.cli import main
+from transformers_dass.inference import loading as bundled
+from transformers_dass.inference.classify import classify_waveform
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -14,9 +14,18 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from transformers import ASTConfig, ASTForAudioClassification, TrainerCallback
 
-from tests.test_data import MAX_LENGTH, labels_csv, tiny_extractor, write_audioset_shards
+from tests.test_data import (
+    MAX_LENGTH,
+    labels_csv,
+    tiny_extractor,
+    write_audioset_shards,
+)
 from transformers_dass import DassConfig, DassForAudioClassification
-from transformers_dass.training.data import DassAudioCollator, LabelEncoder, load_audio_dataset
+from transformers_dass.training.data import (
+    DassAudioCollator,
+    LabelEncoder,
+    load_audio_dataset,
+)
 from transformers_dass.training.distillation import (
     DassDistillationTrainer,
     DistillationTrainingArguments,
@@ -26,7 +35,11 @@ from transformers_dass.training.distillation import (
     label_loss,
     select_checkpoints,
 )
-from transformers_dass.training.metrics import area_under_roc, average_precision, tagging_metrics
+from transformers_dass.training.metrics import (
+    area_under_roc,
+    average_precision,
+    tagging_metrics,
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from transformers_dass.model.auto_module import AUTO_MODULE_SOURCE
 from transformers_dass.inference.loading import demo_model_path
+from transformers_dass.model.auto_module import AUTO_MODULE_SOURCE
 
 from .keyword_dataset import make_keyword_dataset
 from .transformers_sources import example_script

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from transformers_dass.model.feature_extraction_dass import DassFeatureExtractor
 from transformers_dass.audio.fbank import kaldi_fbank, num_frames
+from transformers_dass.model.feature_extraction_dass import DassFeatureExtractor
 
 from .conftest import require_fixture
 from .fbank_tolerance import assert_log_mel_close, centred

@@ -8,7 +8,11 @@ import torch
 import transformers_dass.model.lean_inference as lean_inference
 import transformers_dass.model.modeling_dass as modeling_dass
 from transformers_dass import DassConfig, DassForAudioClassification, DassModel
-from transformers_dass.ops import available_backends, cross_selective_scan, cross_selective_scan_inplace
+from transformers_dass.ops import (
+    available_backends,
+    cross_selective_scan,
+    cross_selective_scan_inplace,
+)
 
 BACKENDS = [
     "reference",

@@ -8,10 +8,9 @@ import soundfile
 import torch
 
 from transformers_dass import DassFeatureExtractor
-from transformers_dass.audio.io import load_audio
-from transformers_dass.audio.resample import resample
 from transformers_dass.audio.fbank import kaldi_fbank
-from transformers_dass.audio.resample import BlockResampler
+from transformers_dass.audio.io import load_audio
+from transformers_dass.audio.resample import BlockResampler, resample
 from transformers_dass.audio.stream import FbankStream, stream_audio
 from transformers_dass.inference.features import long_audio_features
 

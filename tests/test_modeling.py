@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from transformers import AutoModel, AutoModelForAudioClassification
 
 import transformers_dass  # noqa: F401  (registers the Auto classes)
-from transformers import AutoModel, AutoModelForAudioClassification
 from transformers_dass import DassConfig, DassForAudioClassification, DassModel
 from transformers_dass.model.conversion import build_model
 

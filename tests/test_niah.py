@@ -19,10 +19,16 @@ from tests.fbank_tolerance import assert_log_mel_close, centred
 from tests.test_data import CLASSES, labels_csv, write_audioset_shards
 from tests.test_distillation import tiny_ast, tiny_student
 from tests.test_train_script import load_script
-from transformers_dass import DassFeatureExtractor, DassForAudioClassification, make_haystack, make_haystack_waveform
-from transformers_dass.evaluation.niah import haystack
-from transformers_dass.training.data import LabelEncoder, decode_audio, load_audio_dataset
+from transformers_dass import (
+    DassFeatureExtractor,
+    DassForAudioClassification,
+    make_haystack,
+    make_haystack_waveform,
+)
+from transformers_dass.audio.decoding import decode_audio
 from transformers_dass.audio.fbank import kaldi_fbank
+from transformers_dass.evaluation.niah import haystack as niah
+from transformers_dass.training.data import LabelEncoder, load_audio_dataset
 
 SR = 16000
 
@@ -110,23 +116,23 @@ def test_file_noise_is_looped_centred_scaled_and_seeded(tmp_path):
     path = tmp_path / "noise.wav"
     soundfile.write(path, recording, SR, subtype="FLOAT")
     needle_rms = 0.25
-    noise = haystack.make_noise(str(path), 10000, needle_rms, 6.0, seed=1)  # longer than the file: looped
+    noise = niah.make_noise(str(path), 10000, needle_rms, 6.0, seed=1)  # longer than the file: looped
     assert noise.shape == (10000,)
     assert abs(float(noise.double().mean())) < 1e-6
     assert 20 * math.log10(needle_rms / rms(noise)) == pytest.approx(6.0, abs=1e-3)
     # The loop: samples 3000 apart are equal.
     torch.testing.assert_close(noise[:7000], noise[3000:10000], atol=1e-6, rtol=0)
-    assert torch.equal(noise, haystack.make_noise(torch.from_numpy(recording), 10000, needle_rms, 6.0, seed=1))
-    assert not torch.equal(noise, haystack.make_noise(str(path), 10000, needle_rms, 6.0, seed=2))
+    assert torch.equal(noise, niah.make_noise(torch.from_numpy(recording), 10000, needle_rms, 6.0, seed=1))
+    assert not torch.equal(noise, niah.make_noise(str(path), 10000, needle_rms, 6.0, seed=2))
 
 
 def test_white_noise_is_reproducible_and_prefix_consistent():
-    first = haystack.make_noise("white", 5000, 1.0, 0.0, seed=(4, 7))
-    assert torch.equal(first, haystack.make_noise("white", 5000, 1.0, 0.0, seed=(4, 7)))
-    assert not torch.equal(first, haystack.make_noise("white", 5000, 1.0, 0.0, seed=(4, 8)))
+    first = niah.make_noise("white", 5000, 1.0, 0.0, seed=(4, 7))
+    assert torch.equal(first, niah.make_noise("white", 5000, 1.0, 0.0, seed=(4, 7)))
+    assert not torch.equal(first, niah.make_noise("white", 5000, 1.0, 0.0, seed=(4, 8)))
     # The raw samples do not depend on the length; only the centring and scaling (over the whole noise) do, so the
     # first 5000 samples of a longer noise are an affine map of the shorter one: equal once standardised.
-    longer = haystack.make_noise("white", 9000, 1.0, 0.0, seed=(4, 7))[:5000].double()
+    longer = niah.make_noise("white", 9000, 1.0, 0.0, seed=(4, 7))[:5000].double()
 
     def standardise(x):
         return (x - x.mean()) / x.std()
@@ -144,21 +150,21 @@ def test_chunked_fbank_equals_one_call_on_the_whole_waveform():
     sizes = [0, 37, 399, 400, 401, 160, 5000, 0, 12345]
     sizes.append(waveform.shape[0] - sum(sizes))
     chunks = list(torch.split(waveform, sizes))
-    blocks = list(haystack.chunked_fbank(chunks))
+    blocks = list(niah.chunked_fbank(chunks))
     assert_log_mel_close(torch.cat(blocks), kaldi_fbank(waveform), waveform.numpy(), what="chunked fbank")
 
 
 def test_noise_haystack_frames_are_the_features_of_the_scaled_noise(monkeypatch):
     # Small generation chunks so that the noise goes through several chunks of the chunked fbank.
-    monkeypatch.setattr(haystack, "NOISE_CHUNK_SAMPLES", 7001)
+    monkeypatch.setattr(niah, "NOISE_CHUNK_SAMPLES", 7001)
     needle_wave = 0.1 * torch.randn(SR)
     extractor = DassFeatureExtractor(max_length=None)
     needle = extractor(needle_wave.numpy(), sampling_rate=SR, return_tensors="pt")["input_values"][0]
     total = needle.shape[0] + 300
-    start = haystack.needle_start(total, needle.shape[0], 0.4)
+    start = niah.needle_start(total, needle.shape[0], 0.4)
     haystack = make_haystack(needle, total, 0.4, "white", needle_waveform=needle_wave, snr_db=5.0, seed=11)
 
-    noise = haystack.make_noise("white", haystack.haystack_samples(300), rms(needle_wave), 5.0, seed=11)
+    noise = niah.make_noise("white", niah.haystack_samples(300), rms(needle_wave), 5.0, seed=11)
     reference = extractor(noise.numpy(), sampling_rate=SR, return_tensors="pt")["input_values"][0]  # one call
     assert reference.shape[0] == 300
     spliced = torch.cat([haystack[:start], haystack[start + needle.shape[0] :]])
@@ -167,10 +173,10 @@ def test_noise_haystack_frames_are_the_features_of_the_scaled_noise(monkeypatch)
 
 
 def test_haystack_features_equal_the_feature_extractor(monkeypatch):
-    monkeypatch.setattr(haystack, "NOISE_CHUNK_SAMPLES", 9999)
+    monkeypatch.setattr(niah, "NOISE_CHUNK_SAMPLES", 9999)
     waveform = make_haystack_waveform(0.3 * torch.randn(SR), 3 * SR, 0.5, "white", snr_db=3.0, seed=0) + 0.01
     expected = DassFeatureExtractor(max_length=None)(waveform.numpy(), sampling_rate=SR)["input_values"][0]
-    got = haystack.haystack_features(waveform)
+    got = niah.haystack_features(waveform)
     assert got.shape == expected.shape
     assert_log_mel_close(got, expected, centred(waveform), scale=1 / (2 * DassFeatureExtractor().std), what="haystack features")
 
@@ -183,7 +189,7 @@ def test_haystack_features_equal_the_feature_extractor(monkeypatch):
 def test_ast_embeddings_interpolate_along_time_and_keep_the_tokens():
     frequency, old_time, new_time, hidden = 3, 5, 12, 4
     table = torch.randn(1, 2 + frequency * old_time, hidden)
-    out = haystack.ast_position_embeddings(table, frequency, new_time)
+    out = niah.ast_position_embeddings(table, frequency, new_time)
     assert out.shape == (1, 2 + frequency * new_time, hidden)
     assert torch.equal(out[:, :2], table[:, :2])
     # Reference: linear interpolation with half-pixel centres (bilinear, align_corners=False), clamped at the ends.
@@ -198,20 +204,20 @@ def test_ast_embeddings_interpolate_along_time_and_keep_the_tokens():
 
 def test_ast_embeddings_cut_from_the_middle_or_stay_when_not_longer():
     table = torch.randn(1, 2 + 2 * 9, 4)
-    assert torch.equal(haystack.ast_position_embeddings(table, 2, 9), table)
-    short = haystack.ast_position_embeddings(table, 2, 4)
+    assert torch.equal(niah.ast_position_embeddings(table, 2, 9), table)
+    short = niah.ast_position_embeddings(table, 2, 4)
     grid = table[0, 2:].reshape(2, 9, 4)
     assert torch.equal(short[0, 2:].reshape(2, 4, 4), grid[:, 2:6])  # 9 // 2 - 4 // 2 = 2
 
 
 def test_ast_sinusoidal_embeddings_follow_the_formula():
-    out = haystack.ast_position_embeddings(torch.zeros(1, 2 + 3 * 4, 6), 3, 7, method="sinusoidal")
+    out = niah.ast_position_embeddings(torch.zeros(1, 2 + 3 * 4, 6), 3, 7, method="sinusoidal")
     assert out.shape == (1, 23, 6)
     p, i = 17, 2  # channel 2i = 4 is sin, 2i + 1 = 5 is cos of p / 10000^(2i / 6)
     assert float(out[0, p, 4]) == pytest.approx(math.sin(p / 10000 ** (4 / 6)), abs=1e-6)
     assert float(out[0, p, 5]) == pytest.approx(math.cos(p / 10000 ** (4 / 6)), abs=1e-6)
     with pytest.raises(ValueError, match="interpolate"):
-        haystack.ast_position_embeddings(torch.zeros(1, 14, 6), 3, 7, method="nearest")
+        niah.ast_position_embeddings(torch.zeros(1, 14, 6), 3, 7, method="nearest")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -223,7 +229,7 @@ NEEDLE_FRAMES = 100  # the tiny models' 1.0 s needle; 1 s haystack = 102 frames,
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("haystack")
+    root = tmp_path_factory.mktemp("niah")
     encoder = LabelEncoder.from_csv(labels_csv())
     tiny_student(encoder).save_pretrained(root / "dass")
     DassFeatureExtractor().save_pretrained(root / "dass")
@@ -283,7 +289,7 @@ def test_run_niah_sweeps_models_records_oom_plots_and_resumes(setup, tmp_path, m
     with open(output / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["model"], r["status"]) for r in rows] == [(r["model"], r["status"]) for r in saved]
-    assert (output / "haystack.png").stat().st_size > 0
+    assert (output / "niah.png").stat().st_size > 0
 
     # Independent check of one point: DASS, 1 s haystack, needle first, recomputed by hand with sklearn.
     model = DassForAudioClassification.from_pretrained(setup / "dass").eval()

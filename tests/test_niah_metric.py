@@ -12,7 +12,10 @@ from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import transformers_dass
-from transformers_dass.evaluation.niah.metric import NIAH_METRIC_PATH, compute_niah_metrics
+from transformers_dass.evaluation.niah.metric import (
+    NIAH_METRIC_PATH,
+    compute_niah_metrics,
+)
 
 
 def sklearn_scores(scores: np.ndarray, labels: np.ndarray) -> dict:

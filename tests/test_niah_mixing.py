@@ -10,6 +10,7 @@ import torch
 
 from transformers_dass.audio.fbank import AUDIOSET_STD
 from transformers_dass.audio.io import load_audio
+from transformers_dass.evaluation.niah import haystack as niah
 from transformers_dass.evaluation.niah.haystack import haystack_features, needle_start
 from transformers_dass.evaluation.niah.mixing import MixedHaystacks
 
@@ -22,7 +23,7 @@ SR = 16000
 @pytest.fixture
 def several_chunks(monkeypatch):
     """Noise generated and featurised in small chunks, so that the needle straddles chunk boundaries."""
-    monkeypatch.setattr(haystack, "NOISE_CHUNK_SAMPLES", 7001)
+    monkeypatch.setattr(niah, "NOISE_CHUNK_SAMPLES", 7001)
 
 
 def make_needle() -> torch.Tensor:

@@ -14,7 +14,11 @@ import torch
 
 from transformers_dass import DassConfig, DassForAudioClassification
 from transformers_dass.cli import main as cli_main
-from transformers_dass.inference.onnx_export import INSTALL_HINT, OnnxExportError, export_onnx
+from transformers_dass.inference.onnx_export import (
+    INSTALL_HINT,
+    OnnxExportError,
+    export_onnx,
+)
 
 ort = pytest.importorskip("onnxruntime", reason=f"the onnx extra is not installed ({INSTALL_HINT})")
 pytest.importorskip("onnxscript", reason=f"the onnx extra is not installed ({INSTALL_HINT})")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-import transformers_dass  # noqa: F401
 from transformers import pipeline
 from transformers.utils import is_torchaudio_available
+
+import transformers_dass  # noqa: F401
 from transformers_dass import DassFeatureExtractor, DassForAudioClassification
 from transformers_dass.cli import main as cli_main
 

@@ -223,8 +223,8 @@ def test_int8_quantises_the_backbone_linears_only_and_leaves_the_original_alone(
 @pytest.mark.parametrize("dtype", ["auto", "bfloat16", "int8"])
 def test_cli_says_which_dtype_it_took_and_scores_with_that_model(dtype, capsys):
     from transformers_dass.audio.io import load_audio
-    from transformers_dass.inference.classify import classify_waveform
     from transformers_dass.cli import main
+    from transformers_dass.inference.classify import classify_waveform
     from transformers_dass.inference.loading import load_model_and_extractor
 
     path = os.path.join(os.path.dirname(__file__), "..", "examples", "seven_in_babble.wav")

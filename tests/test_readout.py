@@ -9,9 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
+from transformers_dass import (
+    DassConfig,
+    DassFeatureExtractor,
+    DassForAudioClassification,
+)
 from transformers_dass.cli import main as cli_main
-from transformers_dass.model.readout import choose_clip_pooling, pool_frame_logits, read_out, resolve_clip_pooling
+from transformers_dass.model.readout import (
+    choose_clip_pooling,
+    pool_frame_logits,
+    read_out,
+    resolve_clip_pooling,
+)
 
 from .conftest import require_fixture
 from .test_lean_inference import BACKENDS

@@ -14,11 +14,11 @@ import torch
 from tests.conftest import require_fixture
 from tests.test_train_script import load_script
 from transformers_dass import DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.inference import loading as bundled
 from transformers_dass.audio.io import load_audio
-from transformers_dass.evaluation.niah.metric import compute_niah_metrics
 from transformers_dass.evaluation.niah.haystack import haystack_frames
+from transformers_dass.evaluation.niah.metric import compute_niah_metrics
 from transformers_dass.evaluation.niah.mixing import MixedHaystacks
+from transformers_dass.inference import loading as bundled
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MINUTES = 20

@@ -19,16 +19,20 @@ import pytest
 import soundfile
 import torch
 
-from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
+from transformers_dass import (
+    DassConfig,
+    DassFeatureExtractor,
+    DassForAudioClassification,
+)
 from transformers_dass.audio.io import load_audio
 from transformers_dass.cli import main as cli_main
+from transformers_dass.inference.classify import timeline_of_file
 from transformers_dass.inference.loading import load_model_and_extractor
+from transformers_dass.inference.timeline import segments
 from transformers_dass.tagging import RunOptionsError, discover_inputs, read_rows, tag
 from transformers_dass.tagging.batching import batches_of_equal_length
 from transformers_dass.tagging.distributed import share
 from transformers_dass.tagging.features import DecodedInput
-from transformers_dass.inference.classify import timeline_of_file
-from transformers_dass.inference.timeline import segments
 
 LABELS = ["alarm", "bird", "car", "dog", "engine"]
 # Scores of one clip batched with others vs alone (and features read whole vs in blocks): the same float32

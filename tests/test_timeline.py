@@ -10,9 +10,13 @@ import pytest
 import soundfile
 import torch
 
-from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.inference.classify import classify_waveform
+from transformers_dass import (
+    DassConfig,
+    DassFeatureExtractor,
+    DassForAudioClassification,
+)
 from transformers_dass.cli import main
+from transformers_dass.inference.classify import classify_waveform
 from transformers_dass.inference.timeline import (
     PLOT_HINT,
     Timeline,

@@ -18,7 +18,8 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, 
 from tests.test_data import MAX_LENGTH, labels_csv, write_audioset_shards
 from tests.test_distillation import tiny_ast, tiny_student
 from transformers_dass import DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.training.data import LabelEncoder, decode_audio
+from transformers_dass.audio.decoding import decode_audio
+from transformers_dass.training.data import LabelEncoder
 from transformers_dass.training.distillation import average_checkpoints
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

@@ -14,9 +14,18 @@ from unittest import mock
 
 import numpy as np
 import torch
-from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES, MODEL_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES,
+    MODEL_MAPPING_NAMES,
+)
 
-from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification, DassModel, DassPreTrainedModel
+from transformers_dass import (
+    DassConfig,
+    DassFeatureExtractor,
+    DassForAudioClassification,
+    DassModel,
+    DassPreTrainedModel,
+)
 
 from .transformers_sources import common_suite
 

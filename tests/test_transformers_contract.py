@@ -15,10 +15,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-
 from transformers import AutoConfig, AutoModelForAudioClassification
-from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-from transformers_dass.model.auto_module import AUTO_MAP, AUTO_MODULE_FILE, AUTO_MODULE_SOURCE
+
+from transformers_dass import (
+    DassConfig,
+    DassFeatureExtractor,
+    DassForAudioClassification,
+)
+from transformers_dass.model.auto_module import (
+    AUTO_MAP,
+    AUTO_MODULE_FILE,
+    AUTO_MODULE_SOURCE,
+)
 
 from .conftest import require_fixture
 

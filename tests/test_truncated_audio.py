@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from transformers_dass.audio.io import load_audio, warn_if_truncated
-from transformers_dass.inference.features import long_audio_features
 from transformers_dass.audio.stream import stream_audio
+from transformers_dass.inference.features import long_audio_features
 
 from .conftest import require_fixture
 

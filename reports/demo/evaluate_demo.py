@@ -30,9 +30,10 @@ import torch
 from transformers import AutoModelForAudioClassification
 
 from transformers_dass import DassFeatureExtractor
+from transformers_dass.audio.decoding import decode_audio
 from transformers_dass.audio.io import load_audio
 from transformers_dass.inference.classify import classify_waveform
-from transformers_dass.training.data import LabelEncoder, decode_audio, load_audio_dataset
+from transformers_dass.training.data import LabelEncoder, load_audio_dataset
 from transformers_dass.training.metrics import average_precision, tagging_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))

@@ -23,9 +23,9 @@ import torch
 
 from transformers_dass.audio.io import load_audio
 from transformers_dass.inference.classify import classify_waveform
-from transformers_dass.training.data import LabelEncoder
 from transformers_dass.inference.loading import demo_model_path, load_model
 from transformers_dass.inference.precision import apply_precision
+from transformers_dass.training.data import LabelEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate_demo import babble_digits, split_scores, subset_metrics, test_clips  # noqa: E402

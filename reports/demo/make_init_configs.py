@@ -16,7 +16,6 @@ from transformers import ASTConfig
 from transformers_dass import DassConfig, DassFeatureExtractor
 from transformers_dass.training.data import LabelEncoder
 
-
 # Training inputs: 320 frames (3.2 s), the longest single-label clip; DASS then takes any length.
 MAX_FRAMES = 320
 

@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 import torch
 
-from transformers_dass.ops.reference import NUM_DIRECTIONS, cross_scan_channels_last_reference
+from transformers_dass.ops.reference import (
+    NUM_DIRECTIONS,
+    cross_scan_channels_last_reference,
+)
 
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "delta_bias")
 GRAD_NAMES = tuple(f"d{name}" for name in INPUT_NAMES)

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 import torch
 
 from ..model.readout import choose_clip_pooling, label_scores, read_out
-from .features import LONG_FILE_SECONDS, RecordingFeatures, file_features, waveform_features
+from .features import (
+    LONG_FILE_SECONDS,
+    RecordingFeatures,
+    file_features,
+    waveform_features,
+)
 from .timeline import Timeline, check_timeline_model, timeline_of_frame_logits
 
 __all__ = ["Analysis", "analyse_batch", "analyse_features", "classify_file", "classify_waveform", "timeline_of_file"]

@@ -224,31 +224,3 @@ def read_out(
         for p in poolings
     }
     return Readouts(frame_logits=output.frame_logits, clip_logits=clip)
-
-
-@dataclass
-class TopLabels:
-    """The best labels of a batch of clips of one length, as `dass classify` reports them.
-
-    Attributes:
-        pooling: the clip readout used (`choose_clip_pooling` for the clips' length).
-        scores: (batch, top_k) `label_scores` of the readout, best first, float32.
-        indices: (batch, top_k) their label ids.
-        readouts: the forward's `Readouts` (its frame scores serve timelines without a second forward).
-    """
-
-    pooling: str
-    scores: torch.Tensor
-    indices: torch.Tensor
-    readouts: Readouts
-
-
-def top_labels(model, input_values: torch.Tensor, clip_pooling: str, top_k: int) -> TopLabels:
-    """The `top_k` labels of each clip in `input_values` (batch, frames, num_mel_bins), all of one length:
-    readout `clip_pooling` (auto, mean, max) resolved as `choose_clip_pooling` does, scored by `label_scores`."""
-    config = model.config
-    frames = input_values.shape[1]
-    pooling = choose_clip_pooling(clip_pooling, config.clip_pooling, frames, config.training_length_frames)
-    readouts = read_out(model, input_values, [pooling])
-    scores, indices = label_scores(readouts.clip_logits[pooling], config.problem_type).float().topk(top_k, dim=-1)
-    return TopLabels(pooling=pooling, scores=scores, indices=indices, readouts=readouts)

@@ -6,7 +6,7 @@ onnx, pyarrow, datasets, evaluate, torchaudio) is imported only when a feature n
 
 from __future__ import annotations
 
-import importlib
+import sys
 from types import ModuleType
 
 __all__ = ["install_hint", "require"]
@@ -30,7 +30,7 @@ def require(module: str, extra: str, purpose: str, alternative: str | None = Non
         ImportError: `{purpose} needs {package}, which is not installed: pip install ...`.
     """
     try:
-        return importlib.import_module(module)
+        __import__(module)  # through builtins.__import__, which import hooks and test doubles replace
     except ImportError as error:
         package = module.split(".")[0]
         hint = install_hint(extra) if extra != package else f"pip install {package}"
@@ -38,3 +38,4 @@ def require(module: str, extra: str, purpose: str, alternative: str | None = Non
         if alternative:
             message += f" ({alternative})"
         raise ImportError(message) from error
+    return sys.modules[module]

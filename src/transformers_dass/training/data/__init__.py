@@ -1,10 +1,9 @@
 """Data for training DASS: streamed AudioSet or local audio datasets, labels, augmentation and collation.
 
-Audio is kept encoded in the datasets (`Audio(decode=False)`) and decoded in the collator with soundfile, so
-neither torchcodec nor ffmpeg is needed.
+Audio is kept encoded in the datasets (`Audio(decode=False)`) and decoded in the collator with soundfile
+(`audio.decoding`), so neither torchcodec nor ffmpeg is needed.
 """
 
-from ...audio.decoding import AudioDecodeError, SkipCounter, decode_audio
 from .augment import mix_rows, mixup, spec_augment
 from .balancing import (
     ClassBalancedRepeat,
@@ -35,13 +34,11 @@ from .teacher_logits import TEACHER_LOGITS_COLUMN, TeacherLogitsTable
 
 __all__ = [
     "AUDIOSET_DATASET",
-    "AudioDecodeError",
     "ClassBalancedRepeat",
     "DassAudioCollator",
     "EVENTS_COLUMN",
     "LabelEncoder",
     "MIN_STEP_COVERAGE",
-    "SkipCounter",
     "StrongLabelTable",
     "TEACHER_LOGITS_COLUMN",
     "TeacherLogitsTable",
@@ -49,7 +46,6 @@ __all__ = [
     "class_label_names",
     "clip_weight",
     "count_labels",
-    "decode_audio",
     "event_targets",
     "join_strong_labels",
     "keep_audio_encoded",

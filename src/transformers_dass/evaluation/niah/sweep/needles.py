@@ -10,14 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ....training.data import (
-    AudioDecodeError,
-    LabelEncoder,
-    SkipCounter,
-    class_label_names,
-    decode_audio,
-    load_audio_dataset,
-)
+from ....audio.decoding import AudioDecodeError, SkipCounter, decode_audio
+from ....training.data import LabelEncoder, class_label_names, load_audio_dataset
 from .arguments import NiahArguments
 
 SAMPLING_RATE = 16000

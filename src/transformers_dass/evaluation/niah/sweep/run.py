@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from transformers import AutoConfig
 
+from ....audio.decoding import SkipCounter
 from ....model.feature_extraction_dass import DassFeatureExtractor
 from ....model.readout import read_out
-from ....training.data import LabelEncoder, SkipCounter
+from ....training.data import LabelEncoder
 from ..haystack import haystack_frames
 from ..metric import compute_niah_metrics
 from .arguments import (

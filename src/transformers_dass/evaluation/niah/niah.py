@@ -8,7 +8,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from transformers_dass.evaluation.niah.metric.core import compute_niah_metrics
+from transformers_dass.evaluation.niah.metric import compute_niah_metrics
 
 _CITATION = """\
 @inproceedings{bhati2024dass,

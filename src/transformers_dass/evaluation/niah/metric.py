@@ -1,4 +1,7 @@
-"""The NIAH scores as a plain function: mAP, mAUC and d' of multi-label scores, overall and per haystack setting.
+"""The NIAH metric: `compute_niah_metrics`, a plain function, and `load_niah_metric`, the same as an `evaluate`
+module (the script `niah.py` beside this file).
+
+The scores: mAP, mAUC and d' of multi-label scores, overall and per haystack setting.
 
 Semantics of AST's `calculate_stats` (which the DASS authors evaluate with): per class, average precision and ROC
 AUC over all clips; the mean over classes. Classes without a positive clip have no AP or AUC; they are left out of
@@ -10,13 +13,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 
-from ....training.metrics import area_under_roc, average_precision
+from ...training.metrics import area_under_roc, average_precision
+from ...utils.optional import require
 
-__all__ = ["compute_niah_metrics", "d_prime"]
+# The folder `evaluate.load` takes: it holds niah.py, the evaluate module.
+NIAH_METRIC_PATH = Path(__file__).resolve().parent
+
+__all__ = ["NIAH_METRIC_PATH", "compute_niah_metrics", "d_prime", "load_niah_metric"]
 
 
 def d_prime(auc: float) -> float:
@@ -137,3 +145,17 @@ def _settings(value, name: str, n: int) -> list:
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return [float(v) for v in array]
+
+
+def load_niah_metric(**kwargs):
+    """`evaluate.load` of the NIAH metric shipped in this package (works offline).
+
+    Keyword arguments go to `evaluate.load` (e.g. `experiment_id`, `keep_in_memory`).
+
+    Raises:
+        ImportError: `evaluate` is not installed (it is the `niah` extra).
+    """
+    evaluate = require(
+        "evaluate", "niah", "the NIAH metric module", "or call compute_niah_metrics: the same computation without evaluate"
+    )
+    return evaluate.load(str(NIAH_METRIC_PATH), **kwargs)
