@@ -4,7 +4,9 @@
 Fine-tune on your own labelled audio (a local audiofolder, parquet shards or any `datasets` dataset with an
 audio and a label column), or reproduce DASS on AudioSet by streaming the Hub dataset and distilling from an AST
 teacher, an ensemble of teachers, or teacher logits computed beforehand (scripts/precompute_teacher_logits.py).
-See docs/training.md for the recipes and multi-GPU launches.
+See docs/training.md for the recipes and multi-GPU launches. With `--strong_labels_files` (AudioSet-strong's
+tsv) the student is a `DassForAudioFrameClassification` and the clips the table annotates train per step, the others
+through the clip readout (`--clip_pooling`).
 
     python scripts/train_dass.py --model_name_or_path small --labels_csv class_labels_indices.csv \
         --dataset_name agkphysics/AudioSet --dataset_config_name balanced --streaming \
@@ -21,13 +23,22 @@ from dataclasses import dataclass, field
 
 import datasets
 import transformers
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, HfArgumentParser, set_seed
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    AutoModelForAudioFrameClassification,
+    HfArgumentParser,
+    set_seed,
+)
 
-from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
+from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification, DassForAudioFrameClassification
+from transformers_dass.model.readout import CLIP_POOLING_CHOICES
 from transformers_dass.training.data import (
     ClassBalancedRepeat,
     DassAudioCollator,
     LabelEncoder,
+    StrongLabelTable,
     TeacherLogitsTable,
     class_balanced_stream,
     class_label_names,
@@ -70,6 +81,21 @@ class ModelArguments:
             "choices": ["student", "own"],
         },
     )
+    teacher_per_step: bool = field(
+        default=False,
+        metadata={
+            "help": "Load the teacher(s) as DassForAudioFrameClassification and distil per step (DASS teachers only; "
+            "the student then is a frame model too)."
+        },
+    )
+    clip_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "The student's clip readout (config.clip_pooling), which weak clips train through: linear_softmax "
+            "or attention (a new head) let clip labels localise; default: the model's own.",
+            "choices": list(CLIP_POOLING_CHOICES),
+        },
+    )
     drop_path_rate: float | None = field(default=None, metadata={"help": "Override the student's stochastic depth."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub models and datasets are cached."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
@@ -100,6 +126,21 @@ class DataArguments:
     teacher_logits_files: list[str] | None = field(
         default=None, metadata={"help": "Parquet shards of precomputed logits keyed by --id_column_name."}
     )
+    strong_labels_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "AudioSet-strong tsv tables (segment_id, start_time_seconds, end_time_seconds, label): the clips "
+            "they annotate train per step; the student is loaded as DassForAudioFrameClassification."
+        },
+    )
+    strong_labels_match: str = field(
+        default="video_id",
+        metadata={
+            "help": "How a segment id (YTID_STARTMS) matches --id_column_name: video_id drops the _STARTMS suffix, "
+            "segment_id keeps it whole.",
+            "choices": ["video_id", "segment_id"],
+        },
+    )
     mixup: float = field(default=0.5, metadata={"help": "Probability of mixing a training clip with another."})
     mixup_alpha: float = field(default=10.0, metadata={"help": "Beta(alpha, alpha) mixing weights."})
     freqm: int = field(default=48, metadata={"help": "SpecAugment frequency mask parameter (bins), 0 = off."})
@@ -127,16 +168,21 @@ class AveragingArguments:
     weight_averaging_unit: str = field(default="epoch", metadata={"choices": ["epoch", "step"]})
 
 
-def build_student(model_args: ModelArguments, encoder: LabelEncoder | None):
-    """(student model, its feature extractor, label encoder) with the head matching the label vocabulary."""
+def build_student(model_args: ModelArguments, encoder: LabelEncoder | None, per_step: bool = False):
+    """(student model, its feature extractor, label encoder) with the head matching the label vocabulary; a
+    `DassForAudioFrameClassification` (the same weights) when it trains `per_step`."""
     path = model_args.model_name_or_path
     hub = {"cache_dir": model_args.cache_dir, "token": model_args.token}
     overrides = {} if model_args.drop_path_rate is None else {"drop_path_rate": model_args.drop_path_rate}
+    if model_args.clip_pooling is not None:
+        overrides["clip_pooling"] = model_args.clip_pooling
+    auto_class = AutoModelForAudioFrameClassification if per_step else AutoModelForAudioClassification
     if path in RANDOM_INIT_SIZES:
         if encoder is None:
             raise ValueError(f"--model_name_or_path {path} has no labels: give --labels_csv")
         config = RANDOM_INIT_SIZES[path](**_label_kwargs(encoder), **overrides, problem_type="multi_label_classification")
-        return DassForAudioClassification(config), DassFeatureExtractor(), encoder
+        model_class = DassForAudioFrameClassification if per_step else DassForAudioClassification
+        return model_class(config), DassFeatureExtractor(), encoder
 
     config = AutoConfig.from_pretrained(path, **hub)
     encoder = encoder or LabelEncoder.from_config(config)
@@ -148,12 +194,12 @@ def build_student(model_args: ModelArguments, encoder: LabelEncoder | None):
         )
     kwargs = {**overrides, **(_label_kwargs(encoder) if relabel else {})}
     if _has_weights(path, hub):
-        model = AutoModelForAudioClassification.from_pretrained(path, ignore_mismatched_sizes=relabel, **kwargs, **hub)
+        model = auto_class.from_pretrained(path, ignore_mismatched_sizes=relabel, **kwargs, **hub)
     else:
         logger.warning(f"{path} has a config but no weights: training from random initialisation")
         for key, value in kwargs.items():
             setattr(config, key, value)
-        model = AutoModelForAudioClassification.from_config(config)
+        model = auto_class.from_config(config)
     try:
         extractor = AutoFeatureExtractor.from_pretrained(path, **hub)
     except OSError:
@@ -222,9 +268,8 @@ def build_teacher(model_args: ModelArguments):
     if not model_args.teacher_model_name_or_path:
         return None, None
     hub = {"cache_dir": model_args.cache_dir, "token": model_args.token}
-    teachers = [
-        AutoModelForAudioClassification.from_pretrained(p, **hub) for p in model_args.teacher_model_name_or_path
-    ]
+    auto_class = AutoModelForAudioFrameClassification if model_args.teacher_per_step else AutoModelForAudioClassification
+    teachers = [auto_class.from_pretrained(p, **hub) for p in model_args.teacher_model_name_or_path]
     extractor = None
     if model_args.teacher_feature_extractor == "own":
         extractor = AutoFeatureExtractor.from_pretrained(model_args.teacher_model_name_or_path[0], **hub)
@@ -276,7 +321,8 @@ def main(argv: list[str] | None = None):
     index_names = class_label_names(reference, data_args.label_column_name) if reference is not None else None
     if encoder is None and index_names is not None:
         encoder = LabelEncoder(index_names)  # e.g. audiofolder: the folder names are the classes
-    model, extractor, encoder = build_student(model_args, encoder)
+    per_step = bool(data_args.strong_labels_files) or model_args.teacher_per_step
+    model, extractor, encoder = build_student(model_args, encoder, per_step)
     encoder.index_names = index_names
     extractor.max_length = data_args.max_length
 
@@ -314,6 +360,14 @@ def main(argv: list[str] | None = None):
         logits_table = TeacherLogitsTable(
             data_args.teacher_logits_files, key_column=data_args.id_column_name, cache_dir=data_args.dataset_cache_dir
         )
+    strong_labels = None
+    if data_args.strong_labels_files:
+        strong_labels = StrongLabelTable(
+            data_args.strong_labels_files,
+            key_column=data_args.id_column_name,
+            match=data_args.strong_labels_match,
+            cache_dir=data_args.dataset_cache_dir,
+        )
     collator = DassAudioCollator(
         feature_extractor=extractor,
         label_encoder=encoder,
@@ -328,6 +382,8 @@ def main(argv: list[str] | None = None):
         mixup_alpha=data_args.mixup_alpha,
         freq_mask=data_args.freqm,
         time_mask=data_args.timem,
+        strong_labels=strong_labels,
+        step_frames=model.config.fine_step_frames if strong_labels is not None else None,
     )
     if teacher is None and logits_table is None and not data_args.teacher_logits_column:
         if training_args.distillation_loss != "none":

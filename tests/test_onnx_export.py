@@ -142,5 +142,7 @@ def test_refuses_what_it_cannot_export(tmp_path):
         export_onnx(small_model().to(torch.bfloat16), tmp_path / "m.onnx")
     with pytest.raises(OnnxExportError, match="opset >= 18"):
         export_onnx(small_model(), tmp_path / "m.onnx", opset=17)
+    with pytest.raises(OnnxExportError, match="clip_pooling = 'max'"):
+        export_onnx(small_model(clip_pooling="attention"), tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="DassForAudioClassification"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "m.onnx")

@@ -213,3 +213,33 @@ def test_train_script_refuses_ambiguous_teachers(setup):
             common_args(setup, setup / "bad", steps=1)
             + ["--teacher_model_name_or_path", str(setup / "teacher"), "--teacher_logits_column", "teacher_logits"]
         )
+
+
+def test_strong_labels_train_a_frame_model_distilled_per_step(setup):
+    # AudioSet-strong rows for half the clips (segment ids YTID_STARTMS; the clips' video_id is the YTID)
+    rows = ["segment_id\tstart_time_seconds\tend_time_seconds\tlabel"]
+    rows += [f"clip{i:04d}_30000\t0.1\t0.6\t/m/09x0r" for i in range(1, 16, 2)]
+    (setup / "strong.tsv").write_text("\n".join(rows) + "\n")
+    output_dir = setup / "run_strong"
+    load_script("train_dass").main(
+        common_args(setup, output_dir, steps=2)
+        + [
+            "--strong_labels_files",
+            str(setup / "strong.tsv"),
+            "--clip_pooling",
+            "linear_softmax",
+            "--teacher_model_name_or_path",
+            str(setup / "student"),  # a DASS teacher, read per step
+            "--teacher_per_step",
+            "--distillation_loss",
+            "bce",
+            "--dataset_cache_dir",
+            str(setup / "cache"),
+        ]
+    )
+    logs = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    logged = set().union(*(entry for entry in logs if "loss" in entry))
+    assert {"label_loss", "frame_loss", "distillation_loss"} <= logged
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["architectures"] == ["DassForAudioFrameClassification"] and config["clip_pooling"] == "linear_softmax"
+    assert isinstance(AutoModelForAudioClassification.from_pretrained(output_dir), DassForAudioClassification)

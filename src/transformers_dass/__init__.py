@@ -1,8 +1,8 @@
 """DASS (Distilled Audio State Space models) as a native Hugging Face transformers model.
 
-Importing this package registers model type "dass" with AutoConfig, AutoFeatureExtractor, AutoModel and
-AutoModelForAudioClassification, so `from_pretrained` and `pipeline("audio-classification")` work without
-`trust_remote_code`.
+Importing this package registers model type "dass" with AutoConfig, AutoFeatureExtractor, AutoModel,
+AutoModelForAudioClassification and AutoModelForAudioFrameClassification, so `from_pretrained` and
+`pipeline("audio-classification")` work without `trust_remote_code`.
 """
 
 from transformers import (
@@ -10,6 +10,7 @@ from transformers import (
     AutoFeatureExtractor,
     AutoModel,
     AutoModelForAudioClassification,
+    AutoModelForAudioFrameClassification,
 )
 
 from .model.configuration_dass import DassConfig
@@ -17,6 +18,8 @@ from .model.feature_extraction_dass import DassFeatureExtractor
 from .model.modeling_dass import (
     DassAudioClassifierOutput,
     DassForAudioClassification,
+    DassForAudioFrameClassification,
+    DassFrameClassifierOutput,
     DassModel,
     DassModelOutput,
     DassPreTrainedModel,
@@ -35,6 +38,7 @@ def _register_auto_classes() -> None:
     AutoFeatureExtractor.register(DassConfig, DassFeatureExtractor)
     AutoModel.register(DassConfig, DassModel)
     AutoModelForAudioClassification.register(DassConfig, DassForAudioClassification)
+    AutoModelForAudioFrameClassification.register(DassConfig, DassForAudioFrameClassification)
 
 
 _register_auto_classes()
@@ -69,6 +73,8 @@ __all__ = [
     "DassConfig",
     "DassFeatureExtractor",
     "DassForAudioClassification",
+    "DassForAudioFrameClassification",
+    "DassFrameClassifierOutput",
     "DassModel",
     "DassModelOutput",
     "DassPreTrainedModel",

@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=CLIP_POOLING_CHOICES,
         default="auto",
         help="How the clip score is read out of the scores every 0.32 s: mean (the paper's average), max (the "
-        "highest step: a short sound anywhere), auto (default: the model's config.clip_pooling, as pipeline() "
+        "highest step: a short sound anywhere), linear_softmax (sum p^2 / sum p of the step probabilities), "
+        "attention (models trained with it), auto (default: the model's config.clip_pooling, as pipeline() "
         "uses it; unless the config says otherwise, the mean up to the training length, 10.24 s, and the max "
         "beyond). The output names the readout used.",
     )

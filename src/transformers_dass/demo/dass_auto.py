@@ -5,11 +5,23 @@ No model code lives here: the classes are those of the installed `transformers-d
 """
 
 try:
-    from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification, DassModel
+    from transformers_dass import (
+        DassConfig,
+        DassFeatureExtractor,
+        DassForAudioClassification,
+        DassForAudioFrameClassification,
+        DassModel,
+    )
 except ImportError as error:
     raise ImportError(
         "This folder holds a DASS model (model type 'dass'), whose code is the transformers-dass package: "
         "install it with `pip install transformers-dass`, then load the folder again."
     ) from error
 
-__all__ = ["DassConfig", "DassFeatureExtractor", "DassForAudioClassification", "DassModel"]
+__all__ = [
+    "DassConfig",
+    "DassFeatureExtractor",
+    "DassForAudioClassification",
+    "DassForAudioFrameClassification",
+    "DassModel",
+]

@@ -34,6 +34,8 @@ INSTALL_HINT = install_hint("onnx")
 INPUT_NAME = "input_values"
 OUTPUT_NAMES = ("logits", "frame_logits")
 EXPORT_BACKEND = "chunked"
+# The clip readouts the graph computes (config.clip_pooling); linear_softmax and attention are not exported yet.
+EXPORTED_POOLINGS = ("auto", "mean", "max")
 # Traced with two clips of this many frames: more than one of each size, so that no axis is specialised to 1.
 _TRACE_BATCH, _TRACE_FRAMES = 2, 300
 
@@ -121,8 +123,8 @@ def export_onnx(model_or_dir, output_path, *, opset: int | None = None, optimize
 
     Raises:
         ImportError: onnx or onnxscript is not installed (`pip install "transformers-dass[onnx]"`).
-        ModelFolderError: the folder cannot be loaded. OnnxExportError: the model is not float32 or the opset is
-        below 18.
+        ModelFolderError: the folder cannot be loaded. OnnxExportError: the model is not float32, reads clips out
+        with a readout the graph lacks (linear_softmax, attention) or the opset is below 18.
     """
     _require_onnx_packages()
     from ..ops.onnx_translation import onnx_translation_table
@@ -133,6 +135,12 @@ def export_onnx(model_or_dir, output_path, *, opset: int | None = None, optimize
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32:
         raise OnnxExportError(f"the model's weights are {dtype}; export a float32 model (call `model.float()` first)")
+    if model.config.clip_pooling not in EXPORTED_POOLINGS:
+        raise OnnxExportError(
+            f"the graph reads clips out with {EXPORTED_POOLINGS}, this model with config.clip_pooling="
+            f"{model.config.clip_pooling!r}: set `model.config.clip_pooling = 'max'` (or 'mean') before exporting; "
+            "its frame_logits are exported unchanged, its clip logits are then that readout's"
+        )
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(_TRACE_BATCH, _TRACE_FRAMES, model.config.num_mel_bins)

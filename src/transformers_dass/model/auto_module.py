@@ -2,8 +2,8 @@
 
 A folder written by `save_pretrained` (config, feature extractor) or `dass convert` carries an `auto_map` whose
 entries name `dass_auto.py`, a few lines written beside `config.json` that import the installed package. So
-`AutoConfig` / `AutoFeatureExtractor` / `AutoModelForAudioClassification.from_pretrained(folder,
-trust_remote_code=True)` work in a program that never imports this package (transformers' example scripts), and
+`AutoConfig` / `AutoFeatureExtractor` / `AutoModelForAudioClassification` /
+`AutoModelForAudioFrameClassification.from_pretrained(folder, trust_remote_code=True)` work in a program that never imports this package (transformers' example scripts), and
 a missing package is an ImportError that says to install it. No model code is written into the folder: the
 classes come from the installed package, whichever version that is.
 """
@@ -21,6 +21,7 @@ AUTO_MAP = {
     "AutoFeatureExtractor": f"{_MODULE}.DassFeatureExtractor",
     "AutoModel": f"{_MODULE}.DassModel",
     "AutoModelForAudioClassification": f"{_MODULE}.DassForAudioClassification",
+    "AutoModelForAudioFrameClassification": f"{_MODULE}.DassForAudioFrameClassification",
 }
 
 AUTO_MODULE_SOURCE = '''"""Auto-class entry points of this DASS model folder, for `trust_remote_code=True`.
@@ -30,14 +31,26 @@ No model code lives here: the classes are those of the installed `transformers-d
 """
 
 try:
-    from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification, DassModel
+    from transformers_dass import (
+        DassConfig,
+        DassFeatureExtractor,
+        DassForAudioClassification,
+        DassForAudioFrameClassification,
+        DassModel,
+    )
 except ImportError as error:
     raise ImportError(
         "This folder holds a DASS model (model type 'dass'), whose code is the transformers-dass package: "
         "install it with `pip install transformers-dass`, then load the folder again."
     ) from error
 
-__all__ = ["DassConfig", "DassFeatureExtractor", "DassForAudioClassification", "DassModel"]
+__all__ = [
+    "DassConfig",
+    "DassFeatureExtractor",
+    "DassForAudioClassification",
+    "DassForAudioFrameClassification",
+    "DassModel",
+]
 '''
 
 

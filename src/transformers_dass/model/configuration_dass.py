@@ -71,11 +71,19 @@ class DassConfig(PreTrainedConfig):
             How `logits` read the clip out of the per-step scores (`readout.py`): `"mean"`, the paper's global
             average pooling; `"max"`, per label the highest time step of `frame_logits` (a short sound anywhere in
             a long recording); `"auto"`, the mean for inputs up to `training_length_frames` (the paper's logits,
-            bit for bit) and the max beyond. `forward(..., clip_pooling=)` overrides it for one call; the loss
-            uses the chosen readout. `pipeline()`, `dass classify` and the web demo all follow it.
+            bit for bit) and the max beyond; `"linear_softmax"` and `"attention"`, readouts for training on clip
+            labels whose frame scores localise (`"attention"` adds a trainable per-step attention head,
+            `clip_attention`). `forward(..., clip_pooling=)` overrides it for one call; the loss uses the chosen
+            readout. `pipeline()`, `dass classify` and the web demo all follow it.
         training_length_frames (`int`, defaults to 1024):
             Input length the model was trained on, in frames (the feature extractor's `max_length`; 1024 = 10.24
             s): where `clip_pooling="auto"` switches from the mean to the max.
+        frame_upsampling (`int`, defaults to 8):
+            Steps of `DassForAudioFrameClassification`'s logits per step of the last feature map: its scores of
+            `frames_per_step` (32) input frames, 0.32 s, are interpolated linearly in time to steps of
+            `frames_per_step // frame_upsampling` frames (`fine_step_frames`: 4 = 40 ms). Must divide
+            `frames_per_step`, so that every step is whole input frames; 1 keeps the 0.32 s steps. No parameters
+            depend on it.
         num_labels (`int`, defaults to 527):
             AudioSet classes by default. `num_classes` (Hub name) is accepted.
         problem_type (`str`, *optional*):
@@ -123,6 +131,7 @@ class DassConfig(PreTrainedConfig):
         lean_threshold_frames: int = 6000,
         clip_pooling: str = "auto",
         training_length_frames: int = 1024,
+        frame_upsampling: int = 8,
         label_mids: list[str] | None = None,
         **kwargs,
     ):
@@ -159,6 +168,7 @@ class DassConfig(PreTrainedConfig):
         self.lean_threshold_frames = lean_threshold_frames
         self.clip_pooling = clip_pooling
         self.training_length_frames = training_length_frames
+        self.frame_upsampling = frame_upsampling
         self.label_mids = label_mids
         super().__init__(**kwargs)
         self.auto_map = dict(AUTO_MAP)
@@ -226,6 +236,18 @@ class DassConfig(PreTrainedConfig):
         return self.dims[-1]
 
     @property
+    def frames_per_step(self) -> int:
+        """Input frames per time step of the last feature map: the patch embedding's `patch_size` times 2 per
+        downsampling between stages (32 for DASS, 0.32 s at a 10 ms hop)."""
+        return self.patch_size * 2 ** (len(self.dims) - 1)
+
+    @property
+    def fine_step_frames(self) -> int:
+        """Input frames per step of `DassForAudioFrameClassification`'s logits: `frames_per_step //
+        frame_upsampling` (4 = 40 ms by default)."""
+        return self.frames_per_step // self.frame_upsampling
+
+    @property
     def dt_ranks(self) -> list[int]:
         """The time-step rank R of each stage, with `"auto"` resolved."""
         if self.dt_rank == "auto":
@@ -286,6 +308,15 @@ class DassConfig(PreTrainedConfig):
             self.training_length_frames < 1
         ):
             fail(f"`training_length_frames` must be a positive integer, got {self.training_length_frames!r}.")
+        divisors = [d for d in range(1, self.frames_per_step + 1) if self.frames_per_step % d == 0]
+        if isinstance(self.frame_upsampling, bool) or not isinstance(self.frame_upsampling, int) or (
+            self.frame_upsampling not in divisors
+        ):
+            fail(
+                f"`frame_upsampling` must be a positive integer that divides the {self.frames_per_step} input frames "
+                f"of a step (one of {divisors}), so that each frame-model step is whole frames; got "
+                f"{self.frame_upsampling!r}."
+            )
         allowed_problems = (None, "regression", "single_label_classification", "multi_label_classification")
         if self.problem_type not in allowed_problems:
             fail(f"`problem_type` must be one of {allowed_problems}, got {self.problem_type!r}.")

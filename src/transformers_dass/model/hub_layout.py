@@ -3,8 +3,8 @@
 Those repositories name the tensors after their own remote code (`dass.patch_embeddings.projection.*`,
 `dass.layers.{i}.blocks.{j}.op.*`, `head.*`) and keep the four scan directions of two projections stacked in one
 matrix: `x_proj.weight` (4 * (R + 2N), D) and `dt_projs.weight` (4 * D, R). Registering the renamings and the two
-reshapes below for `DassModel` and `DassForAudioClassification` lets `from_pretrained` read such a folder directly:
-transformers applies them while it loads, no converted copy is written. Folders saved by this package are already in the native layout
+reshapes below for `DassModel`, `DassForAudioClassification` and `DassForAudioFrameClassification` lets
+`from_pretrained` read such a folder directly: transformers applies them while it loads, no converted copy is written. Folders saved by this package are already in the native layout
 and match none of the source patterns.
 
 Saving stays native: `DassPreTrainedModel.save_pretrained` defaults to `save_original_format=False`.

@@ -35,7 +35,8 @@ from .layers import (
     channels_last,
 )
 from .lean_inference import lean_forward
-from .readout import pool_frame_logits, resolve_clip_pooling
+from .readout import pool_frame_logits, resolve_clip_pooling, upsample_frame_logits
+from .steps import num_steps, step_times, steps_holding_audio
 
 logger = logging.get_logger(__name__)
 
@@ -76,12 +77,41 @@ class DassAudioClassifierOutput(ModelOutput):
             over frequency only, then the classifier applied per step. Their mean over time equals the `"mean"` logits.
             Step `j` sits over input frames `[32 j, 32 (j + 1))` (see `frame_step_times`); the scan mixes the
             whole clip into every step, so this places a step, it does not bound what it saw.
+        attention_logits (`torch.FloatTensor` of shape `(batch, time_steps, num_labels)`, returned with
+            `return_frame_logits=True` by models with an attention head (`config.clip_pooling="attention"`)):
+            The head's per-step attention logits, which `readout.pool_frame_logits(..., "attention")` weighs the
+            steps with.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     frame_logits: torch.FloatTensor | None = None
+    attention_logits: torch.FloatTensor | None = None
+
+
+@dataclass
+class DassFrameClassifierOutput(ModelOutput):
+    """Output of `DassForAudioFrameClassification`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, returned when `labels` are given):
+            Per `config.problem_type` over the steps that hold audio (see `DassForAudioFrameClassification.forward`).
+        logits (`torch.FloatTensor` of shape `(batch, steps, num_labels)`):
+            Scores of each step of `config.fine_step_frames` input frames (40 ms by default), before sigmoid /
+            softmax; `frame_times(frames)` gives each step's start and end in seconds. Steps past a shorter clip's
+            audio in a batch of clips of different lengths hold 0.
+        clip_logits (`torch.FloatTensor` of shape `(batch, num_labels)`, returned with `return_clip_logits=True`):
+            The clip readout of `config.clip_pooling` (or `clip_pooling=`), as `DassForAudioClassification`'s
+            `logits`.
+        hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
+            As in `DassModelOutput.hidden_states`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    clip_logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 def _keep_hidden_state(hidden_states: torch.Tensor, kept: tuple) -> tuple[torch.Tensor, tuple]:
@@ -276,73 +306,41 @@ class DassModel(DassPreTrainedModel):
         )
 
 
-class DassForAudioClassification(DassPreTrainedModel):
-    # Also the classifier (hidden x labels, ~0.4 M multiply-adds): float32 logits and scores, not rounded to bf16's
-    # 8 bits, for no measurable cost.
-    _keep_in_fp32_modules_strict = [*DassPreTrainedModel._keep_in_fp32_modules_strict, "classifier"]
+class _DassScoringModel(DassPreTrainedModel):
+    """What `DassForAudioClassification` and `DassForAudioFrameClassification` share: the same modules (so one
+    folder loads in both with no missing or unexpected weights), the scores of each time step, their times, and
+    the loss by `config.problem_type`. Not used on its own."""
+
+    # Also the classifier and the attention head (hidden x labels, ~0.4 M multiply-adds each): float32 logits and
+    # scores, not rounded to bf16's 8 bits, for no measurable cost.
+    _keep_in_fp32_modules_strict = [*DassPreTrainedModel._keep_in_fp32_modules_strict, "classifier", "clip_attention"]
 
     def __init__(self, config: DassConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.dass = DassModel(config)
-        # float32 whatever the default dtype: see DassPreTrainedModel._keep_in_fp32_modules_strict
+        # float32 whatever the default dtype: see _keep_in_fp32_modules_strict
         num_labels = config.num_labels
         self.classifier = nn.Linear(config.hidden_size, num_labels, dtype=torch.float32) if num_labels > 0 else nn.Identity()
+        # PANNs' decision-level attention: one attention logit per step and label, softmax over time. Only models
+        # that read clips out with it carry it, so that every other folder keeps exactly the weights it has.
+        self.clip_attention = None
+        if config.clip_pooling == "attention":
+            self.clip_attention = nn.Linear(config.hidden_size, num_labels, dtype=torch.float32)
         self.post_init()
 
-    def forward(
+    def _score_steps(
         self,
         input_values: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        return_frame_logits: bool = False,
-        inference_mode: str | None = None,
-        show_progress: bool | None = None,
-        clip_pooling: str | None = None,
-        attention_mask: torch.Tensor | None = None,
-        **kwargs,
-    ) -> DassAudioClassifierOutput | tuple:
-        r"""
-        Args:
-            input_values (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
-                Normalised kaldi fbank features from `DassFeatureExtractor`.
-            attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*):
-                From `DassFeatureExtractor`: 1 on the frames of each clip, 0 on the padding that batches it with
-                longer clips. DASS has no masking inside its scans, so clips of different lengths are run in groups
-                of equal length and each gets the answer it gets alone; only `logits` and `loss` are returned then.
-            labels (`torch.Tensor`, *optional*):
-                Multi-label: `(batch, num_labels)` multi-hot (soft targets allowed). Single-label: `(batch,)`
-                class indices. Regression: `(batch, num_labels)` or `(batch,)` when `num_labels == 1`.
-            return_frame_logits (`bool`, defaults to `False`):
-                Also return `frame_logits` (batch, time_steps, num_labels): scores over time.
-            inference_mode, show_progress: as in `DassModel.forward`.
-            clip_pooling (`str`, *optional*):
-                How `logits` (and the loss) read the clip out of the time steps: `"mean"` (the pooled features,
-                the paper's model), `"max"` (per label, the highest step of `frame_logits`) or `"auto"` (mean up to
-                `config.training_length_frames` input frames, max beyond); defaults to `config.clip_pooling`. See
-                `readout.py`.
-        """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        clip_frames = _clip_frames(attention_mask, input_values.shape)
-        if clip_frames is not None:
-            if output_hidden_states or return_frame_logits:
-                raise ValueError(
-                    "hidden states and frame_logits of a batch of clips of different lengths cannot be stacked; "
-                    "pass the clips one at a time (or drop attention_mask rows of padding) to get them."
-                )
-            logits = self._logits_by_length(
-                input_values,
-                clip_frames,
-                inference_mode=inference_mode,
-                show_progress=show_progress,
-                clip_pooling=clip_pooling,
-                **kwargs,
-            )
-            loss = self.compute_loss(logits, labels) if labels is not None else None
-            if not return_dict:
-                return (logits,) if loss is None else (loss, logits)
-            return DassAudioClassifierOutput(loss=loss, logits=logits)
+        clip_pooling: str | None,
+        return_frame_logits: bool,
+        output_hidden_states: bool | None,
+        inference_mode: str | None,
+        show_progress: bool | None,
+    ) -> tuple[DassModelOutput, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """One forward of the clips: (base model output, clip logits (batch, num_labels) of `clip_pooling` (None:
+        the config's), frame_logits (batch, time_steps, num_labels), attention logits of the same shape). The last
+        two are None unless `return_frame_logits` or the readout needs them (and the model has the head)."""
         outputs = self.dass(
             input_values,
             output_hidden_states=output_hidden_states,
@@ -356,23 +354,17 @@ class DassForAudioClassification(DassPreTrainedModel):
             input_values.shape[1],
             self.config.training_length_frames,
         )
-        frame_logits = None
+        frame_logits = attention_logits = None
         if return_frame_logits or pooling != "mean":
             # (B, C, F', T'): pool over frequency only, then the (linear) head at every time step, so that
             # the time average of frame_logits is the clip's logits.
-            frame_logits = self.classifier(outputs.last_hidden_state.mean(dim=2).transpose(1, 2).to(self._head_dtype()))
+            steps = outputs.last_hidden_state.mean(dim=2).transpose(1, 2).to(self._head_dtype())
+            frame_logits = self.classifier(steps)
+            if self.clip_attention is not None:
+                attention_logits = self.clip_attention(steps)
         if pooling != "mean":
-            logits = pool_frame_logits(frame_logits, pooling)  # readout.py: the one place readouts are made
-        loss = self.compute_loss(logits, labels) if labels is not None else None
-        if not return_frame_logits:
-            frame_logits = None
-
-        if not return_dict:
-            output = (logits,) + tuple(v for v in (outputs.hidden_states, frame_logits) if v is not None)
-            return ((loss,) + output) if loss is not None else output
-        return DassAudioClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, frame_logits=frame_logits
-        )
+            logits = pool_frame_logits(frame_logits, pooling, attention_logits)  # readout.py: the one place readouts are made
+        return outputs, logits, frame_logits, attention_logits
 
     def _head_dtype(self) -> torch.dtype:
         """The classifier's dtype, which its input is cast to: float32 in a bf16 model (see
@@ -380,48 +372,44 @@ class DassForAudioClassification(DassPreTrainedModel):
         weight = getattr(self.classifier, "weight", None)
         return weight.dtype if isinstance(weight, torch.Tensor) else self.dass.layernorm.weight.dtype
 
-    def _logits_by_length(self, input_values: torch.Tensor, clip_frames: torch.Tensor, **forward_kwargs) -> torch.Tensor:
-        """(batch, num_labels) logits of clips of different lengths: each group of equal length runs alone on its
-        own frames, (group, length, bins), so padding never reaches a clip's scans."""
-        logits = None
+    def _outputs_by_length(
+        self, input_values: torch.Tensor, clip_frames: torch.Tensor, fields: dict[str, int | None], **forward_kwargs
+    ) -> dict[str, torch.Tensor]:
+        """Output fields of clips of different lengths: each group of equal length runs alone on its own frames,
+        (group, length, bins), so padding never reaches a clip's scans.
+
+        `fields` maps an output name to its number of time steps for the whole batch (its dim 1, which a group's
+        shorter output fills from the start, zeros after) or None for a field without a time axis. Returns
+        {name: (batch, ...)}."""
+        found: dict[str, torch.Tensor] = {}
         for length in clip_frames.unique().tolist():
             rows = (clip_frames == length).nonzero().squeeze(1)
-            group = self(input_values[rows, :length], return_dict=True, **forward_kwargs).logits
-            if logits is None:
-                logits = group.new_empty(input_values.shape[0], group.shape[1])
-            logits[rows] = group
-        return logits
+            group = self(input_values[rows, :length], return_dict=True, **forward_kwargs)
+            for name, steps in fields.items():
+                value = group[name]
+                if name not in found:
+                    shape = (input_values.shape[0],) + ((steps,) if steps is not None else value.shape[1:2]) + value.shape[2:]
+                    found[name] = value.new_zeros(shape)
+                found[name][rows, : value.shape[1]] = value
+        return found
 
     def freeze_feature_encoder(self) -> None:
         """Stop gradients to the patch embedding (DASS's feature encoder), as `DassModel.freeze_feature_encoder`."""
         self.dass.freeze_feature_encoder()
 
-    def _strided_convs(self) -> list[nn.Conv2d]:
-        """The convolutions that shrink time, in order: the patch embedding's two, then each downsampling."""
-        convs = [self.dass.embeddings.conv1, self.dass.embeddings.conv2]
-        return convs + [stage.downsample.conv for stage in self.dass.stages if stage.downsample is not None]
-
     @property
     def frames_per_step(self) -> int:
         """Input frames per time step of the last feature map: the product of the time strides (32 for DASS,
-        0.32 s at a 10 ms hop)."""
-        return math.prod(conv.stride[1] for conv in self._strided_convs())
+        0.32 s at a 10 ms hop); `config.frames_per_step`."""
+        return self.config.frames_per_step
 
     def frame_step_times(self, num_frames: int, frame_shift: float = 0.01) -> torch.Tensor:
         """(time_steps, 2) start and end in seconds of the input frames under each step of `frame_logits`.
 
         Step `j` covers frames `[j * frames_per_step, min((j + 1) * frames_per_step, num_frames))`, frame `i`
-        starting at `i * frame_shift` seconds (10 ms for `DassFeatureExtractor`).
+        starting at `i * frame_shift` seconds (10 ms for `DassFeatureExtractor`); see `steps.py`.
         """
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-            raise ValueError(f"num_frames must be a positive integer (input frames), got {num_frames!r}")
-        steps = num_frames
-        for conv in self._strided_convs():  # the time size after each strided convolution
-            steps = (steps + 2 * conv.padding[1] - conv.kernel_size[1]) // conv.stride[1] + 1
-        starts = torch.arange(steps, dtype=torch.float64) * self.frames_per_step
-        ends = (starts + self.frames_per_step).clamp(max=num_frames)
-        ends[-1] = num_frames
-        return torch.stack([starts, ends], dim=1) * frame_shift
+        return step_times(num_frames, self.frames_per_step, frame_shift)
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss chosen by `config.problem_type`; when it is unset, inferred from the labels as transformers' models
@@ -454,6 +442,193 @@ class DassForAudioClassification(DassPreTrainedModel):
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
+class DassForAudioClassification(_DassScoringModel):
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        return_frame_logits: bool = False,
+        inference_mode: str | None = None,
+        show_progress: bool | None = None,
+        clip_pooling: str | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> DassAudioClassifierOutput | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
+                Normalised kaldi fbank features from `DassFeatureExtractor`.
+            attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*):
+                From `DassFeatureExtractor`: 1 on the frames of each clip, 0 on the padding that batches it with
+                longer clips. DASS has no masking inside its scans, so clips of different lengths are run in groups
+                of equal length and each gets the answer it gets alone; only `logits` and `loss` are returned then.
+            labels (`torch.Tensor`, *optional*):
+                Multi-label: `(batch, num_labels)` multi-hot (soft targets allowed). Single-label: `(batch,)`
+                class indices. Regression: `(batch, num_labels)` or `(batch,)` when `num_labels == 1`.
+            return_frame_logits (`bool`, defaults to `False`):
+                Also return `frame_logits` (batch, time_steps, num_labels): scores over time (and, with an
+                attention head, `attention_logits`).
+            inference_mode, show_progress: as in `DassModel.forward`.
+            clip_pooling (`str`, *optional*):
+                How `logits` (and the loss) read the clip out of the time steps: `"mean"` (the pooled features,
+                the paper's model), `"max"` (per label, the highest step of `frame_logits`), `"linear_softmax"`,
+                `"attention"` (models created with it only) or `"auto"` (mean up to
+                `config.training_length_frames` input frames, max beyond); defaults to `config.clip_pooling`. See
+                `readout.py`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        clip_frames = _clip_frames(attention_mask, input_values.shape)
+        if clip_frames is not None:
+            if output_hidden_states or return_frame_logits:
+                raise ValueError(
+                    "hidden states and frame_logits of a batch of clips of different lengths cannot be stacked; "
+                    "pass the clips one at a time (or drop attention_mask rows of padding) to get them."
+                )
+            logits = self._outputs_by_length(
+                input_values,
+                clip_frames,
+                {"logits": None},
+                inference_mode=inference_mode,
+                show_progress=show_progress,
+                clip_pooling=clip_pooling,
+                **kwargs,
+            )["logits"]
+            loss = self.compute_loss(logits, labels) if labels is not None else None
+            if not return_dict:
+                return (logits,) if loss is None else (loss, logits)
+            return DassAudioClassifierOutput(loss=loss, logits=logits)
+        outputs, logits, frame_logits, attention_logits = self._score_steps(
+            input_values, clip_pooling, return_frame_logits, output_hidden_states, inference_mode, show_progress
+        )
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        if not return_frame_logits:
+            frame_logits = attention_logits = None
+
+        if not return_dict:
+            extra = (outputs.hidden_states, frame_logits, attention_logits)
+            output = (logits,) + tuple(v for v in extra if v is not None)
+            return ((loss,) + output) if loss is not None else output
+        return DassAudioClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            frame_logits=frame_logits,
+            attention_logits=attention_logits,
+        )
+
+
+class DassForAudioFrameClassification(_DassScoringModel):
+    """DASS as a sound event detector: scores of every step of `config.fine_step_frames` input frames (40 ms by
+    default), for transformers' `AutoModelForAudioFrameClassification`.
+
+    The same modules as `DassForAudioClassification` (any DASS folder loads in either, with no missing or
+    unexpected weights): its `frame_logits`, one step per `frames_per_step` (32) input frames, upsampled
+    `config.frame_upsampling` times by linear interpolation in time (`readout.upsample_frame_logits`: values at
+    the step centres, see there for the alignment). `frame_times(frames)` gives each step's seconds.
+    """
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        return_clip_logits: bool = False,
+        clip_pooling: str | None = None,
+        inference_mode: str | None = None,
+        show_progress: bool | None = None,
+        **kwargs,
+    ) -> DassFrameClassifierOutput | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
+                Normalised kaldi fbank features from `DassFeatureExtractor`; any length, hours included (the
+                memory-lean path, `inference_mode`, as for `DassForAudioClassification`).
+            labels (`torch.Tensor`, *optional*):
+                Per-step targets on the grid of `frame_times(frames)`. Multi-label: `(batch, steps, num_labels)`
+                multi-hot or soft (BCE). Single-label: `(batch, steps)` class indices, -100 ignored (cross-entropy).
+                Regression: `(batch, steps, num_labels)`, or `(batch, steps)` with one label (MSE). The loss is the
+                mean over the steps that hold audio, as `config.problem_type` (inferred as
+                `DassForAudioClassification` infers it when unset).
+            attention_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*):
+                From `DassFeatureExtractor`: 1 on each clip's frames. Clips of different lengths run in groups of
+                equal length (each gets the answer it gets alone); a step counts for the loss when it holds at
+                least one of its clip's frames, and the logits of the other steps are 0.
+            return_clip_logits (`bool`, defaults to `False`):
+                Also return `clip_logits`, the clip readout of `clip_pooling` (default `config.clip_pooling`), from
+                the same forward.
+            inference_mode, show_progress: as in `DassModel.forward`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        steps = num_steps(input_values.shape[1], self.config.fine_step_frames)
+        clip_frames = _clip_frames(attention_mask, input_values.shape)
+        step_mask = hidden_states = None
+        if clip_frames is not None:
+            if output_hidden_states:
+                raise ValueError(
+                    "hidden states of a batch of clips of different lengths cannot be stacked; pass the clips one at "
+                    "a time (or drop attention_mask rows of padding) to get them."
+                )
+            fields = {"logits": steps, **({"clip_logits": None} if return_clip_logits else {})}
+            found = self._outputs_by_length(
+                input_values,
+                clip_frames,
+                fields,
+                return_clip_logits=return_clip_logits,
+                clip_pooling=clip_pooling,
+                inference_mode=inference_mode,
+                show_progress=show_progress,
+                **kwargs,
+            )
+            logits, clip_logits = found["logits"], found.get("clip_logits")
+            step_mask = steps_holding_audio(clip_frames.to(logits.device), self.config.fine_step_frames, steps)
+        else:
+            outputs, clip_logits, frame_logits, _ = self._score_steps(
+                input_values,
+                clip_pooling if return_clip_logits else "mean",
+                True,
+                output_hidden_states,
+                inference_mode,
+                show_progress,
+            )
+            logits = upsample_frame_logits(frame_logits, self.config.frame_upsampling, steps)
+            clip_logits = clip_logits if return_clip_logits else None
+            hidden_states = outputs.hidden_states
+        loss = self.compute_frame_loss(logits, labels, step_mask) if labels is not None else None
+
+        if not return_dict:
+            output = (logits,) + tuple(v for v in (clip_logits, hidden_states) if v is not None)
+            return ((loss,) + output) if loss is not None else output
+        return DassFrameClassifierOutput(loss=loss, logits=logits, clip_logits=clip_logits, hidden_states=hidden_states)
+
+    def frame_times(self, num_frames: int, frame_shift: float = 0.01) -> torch.Tensor:
+        """(steps, 2) float64 start and end in seconds of each step of `logits` for an input of `num_frames` frames.
+
+        Step `k` covers input frames `[k s, min((k + 1) s, num_frames))`, s = `config.fine_step_frames`, frame `i`
+        starting at `i * frame_shift` seconds: the grid of `frame_step_times` with `frame_upsampling` times
+        shorter steps.
+        """
+        return step_times(num_frames, self.config.fine_step_frames, frame_shift)
+
+    def compute_frame_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, step_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`compute_loss` over the steps of (batch, steps, num_labels) `logits` where `step_mask` (batch, steps)
+        is True (all when None): each such step is one example, with labels as in `forward`."""
+        if labels.shape[:2] != logits.shape[:2]:
+            raise ValueError(
+                f"frame labels must give a target to each step of the logits, (batch, steps) = {tuple(logits.shape[:2])} "
+                f"first, got {tuple(labels.shape)}; build them on the grid of `frame_times(frames)`"
+            )
+        labels = labels.to(logits.device)
+        if step_mask is None:
+            return self.compute_loss(logits.flatten(0, 1), labels.flatten(0, 1))
+        return self.compute_loss(logits[step_mask], labels[step_mask])
+
+
 def _clip_frames(attention_mask: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
     """Frames of each clip, (batch,) int64, when `attention_mask` (batch, frames) marks clips shorter than the
     batch; None when there is no mask or every clip fills it. Refuses masks that are not 1s then 0s."""
@@ -475,6 +650,14 @@ def _clip_frames(attention_mask: torch.Tensor | None, shape: torch.Size) -> torc
 
 
 # Folders in the authors' Hub remote-code layout load through transformers' checkpoint conversion mapping.
-register_hub_layout("DassModel", ("DassForAudioClassification",), NUM_DIRECTIONS)
+register_hub_layout("DassModel", ("DassForAudioClassification", "DassForAudioFrameClassification"), NUM_DIRECTIONS)
 
-__all__ = ["DassPreTrainedModel", "DassModel", "DassForAudioClassification", "DassModelOutput", "DassAudioClassifierOutput"]
+__all__ = [
+    "DassAudioClassifierOutput",
+    "DassForAudioClassification",
+    "DassForAudioFrameClassification",
+    "DassFrameClassifierOutput",
+    "DassModel",
+    "DassModelOutput",
+    "DassPreTrainedModel",
+]

@@ -8,6 +8,14 @@ input frames = 0.32 s). A clip readout reduces them over time to one score per l
   long input is diluted by the number of steps.
 - `"max"`: per label, the highest step. It asks "is the sound anywhere in the recording?"; a short sound keeps
   its score however long the input, while the noise adds chances of a spurious peak only slowly.
+- `"linear_softmax"`: `sum_t p_t^2 / sum_t p_t` of the step probabilities `p_t = sigmoid(frame_logits)`, each step
+  weighted by its own probability (Wang et al., ICASSP 2019). Trained on clip labels, it lets the frame scores
+  localise: a step earns the clip's score only by being high itself, and no step is pushed up for the others.
+- `"attention"`: PANNs' decision-level attention, `sum_t a_t p_t` with `a = softmax_t(attention_logits)`, the
+  attention logits from a trainable head that only models created with `config.clip_pooling="attention"` have.
+
+The last two read a probability out; they return its logit, computed in log space (see
+`_weighted_probability_logit`), so that the loss and the scores treat every readout as logits.
 
 `read_out` runs the model once and returns the frame scores and every requested readout of them: the clip
 readouts of `forward(clip_pooling=...)`, `dass classify`, `dass timeline` and the NIAH sweep all come from here.
@@ -19,8 +27,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-CLIP_POOLINGS = ("mean", "max")
+from ..utils.checks import positive_int
+
+# Each readout and what it is for (the error message of a bad choice lists them).
+_READOUT_USES = {
+    "mean": "the paper's average over time",
+    "max": "the highest time step, for short sounds in long recordings",
+    "linear_softmax": "sum p^2 / sum p over time, clip labels that teach the steps to localise",
+    "attention": "a learned attention over time, for models created with clip_pooling='attention'",
+    "auto": "mean up to the training length, max beyond",
+}
+CLIP_POOLINGS = ("mean", "max", "linear_softmax", "attention")
 # What a config or a call may ask for: a readout, or "auto" (mean up to the training length, max beyond).
 CLIP_POOLING_CHOICES = ("auto",) + CLIP_POOLINGS
 
@@ -34,22 +53,20 @@ __all__ = [
     "pool_frame_logits",
     "read_out",
     "resolve_clip_pooling",
+    "upsample_frame_logits",
 ]
 
 
 def check_clip_pooling(value, name: str = "clip_pooling", choices: tuple[str, ...] = CLIP_POOLINGS) -> str:
     """`value` if it is one of `choices`; else a ValueError listing them."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {choices} (mean: the paper's average over time; max: the highest time step, "
-            f"for short sounds in long recordings{'; auto: mean up to the training length, max beyond' if 'auto' in choices else ''}), "
-            f"got {value!r}."
-        )
+        uses = "; ".join(f"{choice}: {_READOUT_USES[choice]}" for choice in choices)
+        raise ValueError(f"`{name}` must be one of {choices} ({uses}), got {value!r}.")
     return value
 
 
 def resolve_clip_pooling(pooling: str, frames: int, training_frames: int) -> str:
-    """The readout (`"mean"` or `"max"`) that `pooling` means for an input of `frames` frames: itself, or for
+    """The readout (one of `CLIP_POOLINGS`) that `pooling` means for an input of `frames` frames: itself, or for
     `"auto"` the paper's mean up to the training length `training_frames` and the max beyond it, where
     averaging over time dilutes a short sound."""
     check_clip_pooling(pooling, choices=CLIP_POOLING_CHOICES)
@@ -61,7 +78,7 @@ def resolve_clip_pooling(pooling: str, frames: int, training_frames: int) -> str
 def choose_clip_pooling(requested: str, model_pooling: str, frames: int, training_frames: int) -> str:
     """The readout `dass classify --clip-pooling requested` uses for `frames` frames: the model's own
     (`model_pooling`, `config.clip_pooling`) for `"auto"`, so that it gives what the model's forward and
-    `pipeline()` give; `"mean"` or `"max"` when forced."""
+    `pipeline()` give; the readout asked for otherwise."""
     check_clip_pooling(requested, "--clip-pooling", CLIP_POOLING_CHOICES)
     return resolve_clip_pooling(model_pooling if requested == "auto" else requested, frames, training_frames)
 
@@ -77,22 +94,86 @@ def label_scores(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor
     return logits.softmax(-1)
 
 
-def pool_frame_logits(frame_logits: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool_frame_logits(
+    frame_logits: torch.Tensor, pooling: str, attention_logits: torch.Tensor | None = None
+) -> torch.Tensor:
     """Clip scores from frame scores.
 
     Args:
         frame_logits: (batch, time_steps, num_labels).
         pooling: one of `CLIP_POOLINGS`.
+        attention_logits: (batch, time_steps, num_labels), the attention head's per-step logits; for
+            `"attention"` only.
 
     Returns:
-        (batch, num_labels): the mean or, per label, the maximum over the time steps.
+        (batch, num_labels) logits: the mean or, per label, the maximum over the time steps; for `"linear_softmax"`
+        and `"attention"` the logit of the pooled probability.
     """
     check_clip_pooling(pooling, "pooling")
     if frame_logits.ndim != 3 or frame_logits.shape[1] == 0:
         raise ValueError(f"frame_logits must be (batch, time_steps >= 1, num_labels), got {tuple(frame_logits.shape)}")
     if pooling == "max":
         return frame_logits.amax(dim=1)
+    if pooling == "linear_softmax":
+        # Weights p_t / sum p: the attention form with log-weights log p_t.
+        return _weighted_probability_logit(F.logsigmoid(frame_logits), frame_logits)
+    if pooling == "attention":
+        if attention_logits is None:
+            raise ValueError(
+                "clip_pooling='attention' needs the attention head, which only models created with "
+                "config.clip_pooling='attention' have: build (or fine-tune) the model with that setting, or choose "
+                "'mean', 'max' or 'linear_softmax', which need no parameters"
+            )
+        if attention_logits.shape != frame_logits.shape:
+            raise ValueError(
+                f"attention_logits {tuple(attention_logits.shape)} must have the shape of frame_logits "
+                f"{tuple(frame_logits.shape)}"
+            )
+        return _weighted_probability_logit(attention_logits, frame_logits)
     return frame_logits.mean(dim=1)
+
+
+def _weighted_probability_logit(weight_logits: torch.Tensor, frame_logits: torch.Tensor) -> torch.Tensor:
+    """`logit(sum_t w_t sigmoid(z_t))` with `w = softmax_t(weight_logits)`, over dim 1 of (batch, steps, labels).
+
+    In log space, `log p = LSE_t(a_t + log sigmoid(z_t)) - LSE_t(a_t)` and, as the weights sum to 1,
+    `log(1 - p) = LSE_t(a_t + log sigmoid(-z_t)) - LSE_t(a_t)`; the normaliser cancels in the logit. So the result
+    is finite and has gradients wherever the inputs are finite, with no clamp of p near 0 or 1 (a clamp would stop
+    the gradient of a positive label whose steps all score near 0, exactly where it is needed).
+    """
+    return torch.logsumexp(weight_logits + F.logsigmoid(frame_logits), dim=1) - torch.logsumexp(
+        weight_logits + F.logsigmoid(-frame_logits), dim=1
+    )
+
+
+def upsample_frame_logits(frame_logits: torch.Tensor, factor: int, num_steps: int) -> torch.Tensor:
+    """Frame scores at `factor` times the step rate, by linear interpolation in time between step centres.
+
+    Step `j` of `frame_logits` covers input frames `[j F, (j + 1) F)` (F = `frames_per_step`, 32 for DASS) and is
+    placed at its centre `j F + F / 2`; output step `k` covers `[k F / factor, (k + 1) F / factor)` and takes the
+    linear interpolation at its own centre, i.e. at input step `(k + 1/2) / factor - 1/2` (PyTorch's
+    `interpolate(mode="linear", align_corners=False)`). Before the first centre and after the last the value is
+    that step's (no extrapolation). A last step that the audio cuts short keeps its nominal centre.
+
+    Args:
+        frame_logits: (batch, time_steps, num_labels).
+        factor: output steps per input step (`config.frame_upsampling`).
+        num_steps: output steps to keep, at most `time_steps * factor`: those that hold audio
+            (`ceil(frames / (F / factor))`); the rest of the last input step's share is dropped.
+
+    Returns:
+        (batch, num_steps, num_labels), a view of a new tensor, in the dtype of `frame_logits`.
+    """
+    factor = positive_int(factor, "factor")
+    if frame_logits.ndim != 3 or frame_logits.shape[1] == 0:
+        raise ValueError(f"frame_logits must be (batch, time_steps >= 1, num_labels), got {tuple(frame_logits.shape)}")
+    available = frame_logits.shape[1] * factor
+    if not 1 <= num_steps <= available:
+        raise ValueError(f"num_steps must be between 1 and time_steps * factor = {available}, got {num_steps}")
+    if factor == 1:
+        return frame_logits[:, :num_steps]
+    fine = F.interpolate(frame_logits.transpose(1, 2), size=available, mode="linear", align_corners=False)
+    return fine[..., :num_steps].transpose(1, 2)
 
 
 @dataclass
@@ -138,5 +219,8 @@ def read_out(
             )
     finally:
         model.train(was_training)
-    clip = {p: output.logits if p == "mean" else pool_frame_logits(output.frame_logits, p) for p in poolings}
+    clip = {
+        p: output.logits if p == "mean" else pool_frame_logits(output.frame_logits, p, output.attention_logits)
+        for p in poolings
+    }
     return Readouts(frame_logits=output.frame_logits, clip_logits=clip)

@@ -7,6 +7,11 @@ The loss follows the DASS authors' training loop:
 The teacher is a frozen model run beside the student (AST, DASS, or an ensemble whose logits are averaged), or
 logits computed beforehand and carried in the batch as `teacher_logits`. The module also holds what a training
 run reports and keeps: mAP / mAUC for `compute_metrics`, and the averaging of checkpoint weights.
+
+Sound event detection: with a `DassForAudioFrameClassification` student, batches may mix weakly and strongly
+labelled clips (`DassAudioCollator` with strong labels): a weak clip trains through the clip readout
+(`config.clip_pooling`), a strong one through its per-step logits (`mixed_label_loss`). Teacher logits of shape
+(batch, steps, num_labels), from a frame-model teacher or precomputed, distil per step.
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
+from ..model.modeling_dass import DassForAudioFrameClassification
+from ..model.readout import upsample_frame_logits
+from ..model.steps import num_steps
+from .data.strong_labels import FRAME_LABELS_KEY, FRAME_MASK_KEY, STRONG_KEY
+
 logger = logging.get_logger(__name__)
 
 DISTILLATION_LOSSES = ("kldiv", "bce", "l2", "cosine", "l2c", "none")
 TEACHER_ACTIVATIONS = ("sigmoid", "softmax")
 # Batch keys that belong to the teacher and are never given to the student.
 TEACHER_KEYS = ("teacher_logits", "teacher_input_values")
-LOGGED_PARTS = ("label_loss", "distillation_loss", "teacher_loss")
+LOGGED_PARTS = ("label_loss", "distillation_loss", "teacher_loss", "clip_loss", "frame_loss")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -113,6 +123,72 @@ def distillation_loss(
     if kind == "l2c":
         return l2 + cosine
     return student.new_zeros(())
+
+
+@dataclass
+class FrameTargets:
+    """A batch's strong labels, as `DassAudioCollator` gives them.
+
+    Attributes:
+        labels: (batch, steps, num_labels) per-step targets on the student's grid.
+        strong: (batch,) bool, which clips are strongly labelled.
+        mask: (batch, steps) bool, the steps that hold audio.
+    """
+
+    labels: torch.Tensor
+    strong: torch.Tensor
+    mask: torch.Tensor
+
+    @classmethod
+    def pop(cls, batch: dict) -> "FrameTargets | None":
+        """The strong-label keys taken out of `batch` (so that the student is not given them), or None."""
+        found = [batch.pop(key, None) for key in (FRAME_LABELS_KEY, STRONG_KEY, FRAME_MASK_KEY)]
+        if all(value is None for value in found):
+            return None
+        if any(value is None for value in found):
+            raise ValueError(f"a batch with strong labels needs all of {FRAME_LABELS_KEY}, {STRONG_KEY}, {FRAME_MASK_KEY}")
+        return cls(*found)
+
+
+def mixed_label_loss(
+    clip_logits: torch.Tensor,
+    labels: torch.Tensor,
+    problem_type: str | None = None,
+    step_logits: torch.Tensor | None = None,
+    frames: FrameTargets | None = None,
+) -> dict[str, torch.Tensor]:
+    """The supervised loss of a batch of weakly and strongly labelled clips, with its parts.
+
+    Each clip counts once: `label_loss = (n_weak * clip_loss + n_strong * frame_loss) / batch`, where `clip_loss` is
+    `label_loss` of the weak clips' clip logits against their clip labels and `frame_loss` that of the strong clips'
+    steps that hold audio (each step one example) against their per-step targets. Without `frames` it is the plain
+    clip `label_loss`.
+
+    Args:
+        clip_logits: (batch, num_labels), the student's clip readout.
+        labels: clip targets as for `label_loss`.
+        step_logits: (batch, steps, num_labels), the student's per-step logits; needed with `frames`.
+        frames: the batch's strong labels.
+
+    Returns:
+        {"label_loss"} and, with `frames`, {"clip_loss", "frame_loss"} for the parts the batch has.
+    """
+    if frames is None:
+        return {"label_loss": label_loss(clip_logits, labels, problem_type)}
+    strong = frames.strong.to(clip_logits.device, torch.bool)
+    weak = ~strong
+    parts, total = {}, clip_logits.new_zeros((), dtype=torch.float32)
+    if weak.any():
+        parts["clip_loss"] = label_loss(clip_logits[weak], labels[weak], problem_type)
+        total = total + weak.sum() * parts["clip_loss"]
+    else:  # every parameter stays in the graph (DDP needs it), the attention head of the clip readout included
+        total = total + 0.0 * clip_logits.sum()
+    if strong.any():
+        steps = frames.mask.to(step_logits.device, torch.bool) & strong[:, None]
+        parts["frame_loss"] = label_loss(step_logits[steps], frames.labels.to(step_logits.device)[steps], problem_type)
+        total = total + strong.sum() * parts["frame_loss"]
+    parts["label_loss"] = total / strong.numel()
+    return parts
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -252,6 +328,13 @@ class DassDistillationTrainer(Trainer):
     A batch may hold `teacher_input_values` (the teacher's own features, e.g. from its feature extractor); the
     teacher reads `input_values` otherwise. Evaluation reports the student's own label loss. Training logs
     `label_loss`, `distillation_loss` and, with labels, `teacher_loss` (the teacher's label loss) beside `loss`.
+
+    Frame students (`DassForAudioFrameClassification`): the label loss is `mixed_label_loss` (strong clips through
+    their steps, weak ones through `config.clip_pooling`'s readout; `clip_loss` and `frame_loss` are logged too).
+    Teacher logits of shape (batch, steps, num_labels) -- a frame-model teacher, or a precomputed column of DASS
+    `frame_logits` at 0.32 s, upsampled here as the frame model upsamples its own -- distil per step: each step that
+    holds audio is one row of `distillation_loss`. Clip-level teacher logits distil the clip readout, as for a
+    clip student. Evaluation predictions of a frame student are its clip logits (what the tagging metrics read).
     """
 
     def __init__(self, *args, teacher_model=None, **kwargs):
@@ -277,19 +360,32 @@ class DassDistillationTrainer(Trainer):
         batch_teacher_logits = inputs.pop("teacher_logits", None)
         teacher_inputs = inputs.pop("teacher_input_values", None)
         labels = inputs.pop("labels", None)
-        outputs = model(**inputs)
-        logits = _logits(outputs)
-        problem_type = getattr(self.accelerator.unwrap_model(model).config, "problem_type", None)
+        frames = FrameTargets.pop(inputs)
+        student = self.accelerator.unwrap_model(model)
+        per_step = isinstance(student, DassForAudioFrameClassification)
+        if frames is not None and not per_step:
+            raise ValueError(
+                "the batch has strong labels (frame_labels): the student must give per-step logits; load it with "
+                "DassForAudioFrameClassification (or AutoModelForAudioFrameClassification), same folder, same weights"
+            )
+        outputs = model(**inputs, return_clip_logits=True) if per_step else model(**inputs)
+        logits = outputs.clip_logits if per_step else _logits(outputs)
+        step_logits = outputs.logits if per_step else None
+        problem_type = getattr(student.config, "problem_type", None)
 
         if not model.training:
-            loss = None if labels is None else label_loss(logits, labels, problem_type)
+            loss = None if labels is None else mixed_label_loss(logits, labels, problem_type, step_logits, frames)["label_loss"]
+            if per_step:  # the tagging metrics read clip scores; a whole evaluation set of steps would not fit
+                outputs = {"logits": logits}
             return (loss, outputs) if return_outputs else loss
 
         parts = {}
         if labels is not None:
-            parts["label_loss"] = label_loss(logits, labels, problem_type)
+            parts.update(mixed_label_loss(logits, labels, problem_type, step_logits, frames))
+        elif frames is not None:
+            raise ValueError("a batch with strong labels needs its clip `labels` too (DassAudioCollator gives both)")
         teacher_logits = self._teacher_logits(batch_teacher_logits, teacher_inputs, inputs, logits)
-        if teacher_logits is not None and labels is not None:
+        if teacher_logits is not None and labels is not None and teacher_logits.ndim == 2:
             parts["teacher_loss"] = label_loss(teacher_logits, labels, problem_type)
 
         if self.distillation_kind == "none":
@@ -297,9 +393,13 @@ class DassDistillationTrainer(Trainer):
                 raise ValueError("distillation_loss='none' trains on labels only, but the batch has no `labels`")
             loss = parts["label_loss"]
         else:
+            if teacher_logits.ndim == 3:
+                student_rows, teacher_rows = self._step_rows(student, step_logits, teacher_logits, frames, inputs)
+            else:
+                student_rows, teacher_rows = logits, teacher_logits
             parts["distillation_loss"] = distillation_loss(
-                logits,
-                teacher_logits,
+                student_rows,
+                teacher_rows,
                 self.distillation_kind,
                 self.distillation_temperature,
                 self.teacher_activation,
@@ -313,8 +413,34 @@ class DassDistillationTrainer(Trainer):
         self._record(parts)
         return (loss, outputs) if return_outputs else loss
 
+    @staticmethod
+    def _step_rows(student, step_logits, teacher_logits, frames: FrameTargets | None, inputs) -> tuple:
+        """(student, teacher) logits of the steps that hold audio (all steps without strong labels), each step a
+        row (steps, num_labels), for per-step distillation. Teacher logits at the 0.32 s step of a DASS
+        `frame_logits` are upsampled to the student's grid as the frame model upsamples its own."""
+        if step_logits is None:
+            raise ValueError(
+                "per-step teacher logits (batch, steps, num_labels) need a student with per-step logits: load it with "
+                "DassForAudioFrameClassification (same folder, same weights)"
+            )
+        teacher = teacher_logits.to(step_logits.device, torch.float32)
+        steps = step_logits.shape[1]
+        if teacher.shape[1] != steps:
+            coarse = num_steps(inputs["input_values"].shape[1], student.config.frames_per_step)
+            if teacher.shape[1] != coarse:
+                raise ValueError(
+                    f"the teacher's per-step logits have {teacher.shape[1]} steps, the student's {steps} (or {coarse} "
+                    "before upsampling): give the teacher the student's input length and frame_upsampling"
+                )
+            teacher = upsample_frame_logits(teacher, student.config.frame_upsampling, steps)
+        if frames is None:
+            return step_logits.flatten(0, 1), teacher.flatten(0, 1)
+        mask = frames.mask.to(step_logits.device, torch.bool)
+        return step_logits[mask], teacher[mask]
+
     def _teacher_logits(self, batch_logits, teacher_inputs, inputs, student_logits) -> torch.Tensor | None:
-        """Teacher logits (batch, num_labels) float32: from the batch, or from running the teacher."""
+        """Teacher logits float32, (batch, num_labels) or per step (batch, steps, num_labels): from the batch, or
+        from running the teacher."""
         if batch_logits is not None:
             if self.teacher_model is not None:
                 raise ValueError(
@@ -481,9 +607,11 @@ __all__ = [
     "DassDistillationTrainer",
     "DistillationTrainingArguments",
     "TeacherEnsemble",
+    "FrameTargets",
     "average_checkpoints",
     "distillation_loss",
     "label_loss",
+    "mixed_label_loss",
     "list_checkpoints",
     "prepare_teacher",
     "select_checkpoints",

@@ -22,25 +22,39 @@ from .loading import (
     load_audio_dataset,
     split_for_node,
 )
+from .strong_labels import (
+    EVENTS_COLUMN,
+    MIN_STEP_COVERAGE,
+    StrongLabelTable,
+    event_targets,
+    join_strong_labels,
+    segment_key,
+)
 from .teacher_logits import TEACHER_LOGITS_COLUMN, TeacherLogitsTable
 
 __all__ = [
     "AUDIOSET_DATASET",
     "ClassBalancedRepeat",
     "DassAudioCollator",
+    "EVENTS_COLUMN",
     "LabelEncoder",
+    "MIN_STEP_COVERAGE",
+    "StrongLabelTable",
     "TEACHER_LOGITS_COLUMN",
     "TeacherLogitsTable",
     "class_balanced_stream",
     "class_label_names",
     "clip_weight",
     "count_labels",
+    "event_targets",
+    "join_strong_labels",
     "keep_audio_encoded",
     "load_audio_dataset",
     "load_label_counts",
     "mix_rows",
     "mixup",
     "save_label_counts",
+    "segment_key",
     "spec_augment",
     "split_for_node",
 ]

@@ -10,9 +10,12 @@ import numpy as np
 import torch
 
 from ...audio.decoding import AudioDecodeError, SkipCounter, decode_audio
+from ...audio.fbank import frame_geometry, num_frames
 from ...model.feature_extraction_dass import DassFeatureExtractor
+from ...model.steps import num_steps, step_times, steps_holding_audio
 from .augment import mix_rows, mixup, spec_augment
 from .labels import LabelEncoder
+from .strong_labels import FRAME_LABELS_KEY, FRAME_MASK_KEY, STRONG_KEY, StrongLabelTable, event_targets
 from .teacher_logits import TeacherLogitsTable
 
 
@@ -21,6 +24,7 @@ class _Clip:
     waveform: np.ndarray
     target: np.ndarray | None
     teacher_logits: np.ndarray | None
+    events: dict | None = None  # strongly labelled clips only
 
 
 @dataclass
@@ -39,6 +43,13 @@ class DassAudioCollator:
             (mixed with the same weights as the labels: an approximation of the teacher's view of the mixture).
         teacher_input_values: the teacher's own features of the (mixed, unmasked) audio, when
             `teacher_feature_extractor` is set.
+        frame_labels, strong, frame_mask (with strong labels: `strong_labels` or `events_column`):
+            (batch, steps, num_labels) float32 per-step targets of the strongly labelled clips on the frame model's
+            grid of `step_frames` input frames (`strong_labels.event_targets`: positive where a label's events cover
+            at least half of a step; zeros for weak clips), (batch,) bool whether each clip is strongly labelled
+            (a mixture is strong only when both its clips are), (batch, steps) bool whether a step holds audio of
+            the clip (at least one frame; the padding to `max_length` does not). `labels` of a strong clip are the
+            labels of its events.
 
     Args:
         feature_extractor: the student's `DassFeatureExtractor`.
@@ -48,6 +59,14 @@ class DassAudioCollator:
         id_column: clip id, named in warnings and the key into `teacher_logits_table`.
         mixup_rate, mixup_alpha: probability of mixing a clip, Beta parameter of the weight (recipe: 0.5, 10).
         freq_mask, time_mask: SpecAugment mask parameters in bins and frames (recipe: 48, 192; 0 disables).
+        teacher_logits_column, teacher_logits_table: precomputed teacher logits per clip: (num_labels,) for clip
+            distillation, or (steps, num_labels) per step (on the clips padded to `max_length`, all of one shape).
+        strong_labels: events of the clips, looked up by the row's `strong_labels.key_column`; rows it does not
+            annotate are weak.
+        events_column: or a column of the rows holding their events (`strong_labels.join_strong_labels`); None
+            values are weak rows.
+        step_frames: input frames per step of the targets, the student's `config.fine_step_frames`; needed with
+            strong labels.
     """
 
     feature_extractor: Any
@@ -63,7 +82,25 @@ class DassAudioCollator:
     mixup_alpha: float = 10.0
     freq_mask: int = 0
     time_mask: int = 0
+    strong_labels: StrongLabelTable | None = None
+    events_column: str | None = None
+    step_frames: int | None = None
     skips: SkipCounter = field(default_factory=SkipCounter)
+
+    def __post_init__(self):
+        if self.strong:
+            if self.step_frames is None:
+                raise ValueError(
+                    "strong labels become targets on the frame model's steps: pass step_frames="
+                    "model.config.fine_step_frames (4 input frames = 40 ms by default)"
+                )
+            if self.label_encoder is None:
+                raise ValueError("strong labels need a label_encoder (the vocabulary of the frame targets)")
+
+    @property
+    def strong(self) -> bool:
+        """Whether batches carry strong labels (`frame_labels`, `strong`, `frame_mask`)."""
+        return self.strong_labels is not None or self.events_column is not None
 
     def for_evaluation(self) -> "DassAudioCollator":
         """The same collator without augmentation and without teacher inputs."""
@@ -90,7 +127,8 @@ class DassAudioCollator:
             )
         waveforms = [clip.waveform for clip in clips]
         targets = self._stack([clip.target for clip in clips])
-        teacher_logits = self._stack([clip.teacher_logits for clip in clips])
+        teacher_logits = self._stack([clip.teacher_logits for clip in clips], "teacher logits")
+        weights, partners = np.ones(len(clips), dtype=np.float32), np.arange(len(clips))
 
         if self.mixup_rate > 0:
             rng = np.random.default_rng(int(torch.randint(2**62, ()).item()))  # follows torch's worker seeding
@@ -107,6 +145,8 @@ class DassAudioCollator:
             batch["labels"] = torch.from_numpy(targets)
         if teacher_logits is not None:
             batch["teacher_logits"] = torch.from_numpy(teacher_logits)
+        if self.strong:
+            batch.update(self._frame_targets(clips, batch["input_values"].shape[1], weights, partners))
         if self.teacher_feature_extractor is not None:
             # A DASS teacher's extractor keeps long clips whole unless asked; AST's always pads or cuts.
             cut = {"truncation": True} if isinstance(self.teacher_feature_extractor, DassFeatureExtractor) else {}
@@ -115,6 +155,26 @@ class DassAudioCollator:
             )
             batch["teacher_input_values"] = teacher_features["input_values"]
         return batch
+
+    def _frame_targets(
+        self, clips: list[_Clip], frames: int, weights: np.ndarray, partners: np.ndarray
+    ) -> dict[str, torch.Tensor]:
+        """`frame_labels`, `strong` and `frame_mask` of the clips batched in `frames` input frames, mixed as mixup
+        mixed their audio (a clip keeps its length in a mixture, so its steps of audio stay its own)."""
+        steps = num_steps(frames, self.step_frames)
+        shift = frame_geometry(self.sampling_rate)[1] / self.sampling_rate
+        audio_frames = [min(num_frames(clip.waveform.shape[0], self.sampling_rate), frames) for clip in clips]
+        labels = np.zeros((len(clips), steps, self.label_encoder.num_labels), dtype=np.float32)
+        for row, (clip, length) in enumerate(zip(clips, audio_frames)):
+            if clip.events is not None:
+                times = step_times(length, self.step_frames, shift).numpy()
+                labels[row, : len(times)] = event_targets(clip.events, self.label_encoder, times)
+        strong = np.array([clip.events is not None for clip in clips])
+        return {
+            FRAME_LABELS_KEY: torch.from_numpy(mix_rows(labels, weights, partners)),
+            STRONG_KEY: torch.from_numpy(strong & strong[partners]),
+            FRAME_MASK_KEY: steps_holding_audio(torch.tensor(audio_frames), self.step_frames, steps),
+        }
 
     def _features(self, waveforms: list[np.ndarray]) -> torch.Tensor:
         """(batch, frames, bins) features of the waveforms, with SpecAugment when enabled."""
@@ -137,15 +197,15 @@ class DassAudioCollator:
     def _clip(self, row: dict) -> _Clip | None:
         """One row decoded and encoded, or None (counted in `skips`) when it cannot be used."""
         name = str(row.get(self.id_column, "?")) if self.id_column else "?"
+        events = self._events(row)
         target = None
         if self.label_encoder is not None:
-            if self.label_column not in row:
+            if events is None and self.label_column not in row:
                 raise KeyError(f"rows have no label column {self.label_column!r}; they have {sorted(row)}")
-            target = self.label_encoder.encode(row[self.label_column])
+            labels = row[self.label_column] if events is None else events["label"]
+            target = self.label_encoder.encode(labels)
             if target is None:
-                self.skips.skip(
-                    "no known label", f"{name} has only labels outside the vocabulary: {row[self.label_column]}"
-                )
+                self.skips.skip("no known label", f"{name} has only labels outside the vocabulary: {labels}")
                 return None
         teacher_logits = self._teacher_logits(row, name)
         if teacher_logits is False:
@@ -155,7 +215,15 @@ class DassAudioCollator:
         except AudioDecodeError as err:
             self.skips.skip("unusable audio", f"{name}: {err}")
             return None
-        return _Clip(waveform, target, teacher_logits)
+        return _Clip(waveform, target, teacher_logits, events)
+
+    def _events(self, row: dict) -> dict | None:
+        """The row's events (strong labels), or None for a weakly labelled row."""
+        if self.events_column is not None and row.get(self.events_column) is not None:
+            return row[self.events_column]
+        if self.strong_labels is not None:
+            return self.strong_labels.get(row.get(self.strong_labels.key_column))
+        return None
 
     def _teacher_logits(self, row: dict, name: str):
         """The row's teacher logits (num_labels,) float32, None when not used, False (counted) when missing."""
@@ -171,8 +239,16 @@ class DassAudioCollator:
         return np.asarray(logits, dtype=np.float32)
 
     @staticmethod
-    def _stack(rows: list) -> np.ndarray | None:
-        return None if rows[0] is None else np.stack(rows).astype(np.float32, copy=False)
+    def _stack(rows: list, what: str = "targets") -> np.ndarray | None:
+        if rows[0] is None:
+            return None
+        shapes = {row.shape for row in rows}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"the {what} of one batch have shapes {sorted(shapes)}; per-step teacher logits must be computed on "
+                "clips of one length (padded or cut to the collator's max_length)"
+            )
+        return np.stack(rows).astype(np.float32, copy=False)
 
 
 __all__ = ["DassAudioCollator"]
