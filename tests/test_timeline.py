@@ -14,6 +14,7 @@ from transformers_dass import (
     DassConfig,
     DassFeatureExtractor,
     DassForAudioClassification,
+    DassForAudioFrameClassification,
 )
 from transformers_dass.cli import main
 from transformers_dass.inference.classify import classify_waveform
@@ -77,15 +78,20 @@ def tiny_model(problem_type: str = "multi_label_classification") -> DassForAudio
     return DassForAudioClassification(config).eval()
 
 
-def test_frame_scores_are_probabilities_of_the_frame_logits():
+def test_frame_scores_are_the_frame_models_probabilities():
+    """The timeline's steps are `DassForAudioFrameClassification`'s (40 ms) on the same weights and input."""
     features = torch.randn(150, 128)
     model = tiny_model()
+    frame_model = DassForAudioFrameClassification(model.config).eval()
+    frame_model.load_state_dict(model.state_dict())
     with torch.no_grad():
-        frame_logits = model(features[None], return_frame_logits=True).frame_logits[0]
+        frame_logits = frame_model(features[None]).logits[0]
     timeline = frame_scores(model, features, show_progress=False)
+    assert frame_logits.shape == (38, 4)  # ceil(150 frames / 4 frames a step)
     np.testing.assert_allclose(timeline.scores, torch.sigmoid(frame_logits).numpy(), rtol=1e-6)
     assert timeline.labels == ["a", "b", "c", "d"]
-    np.testing.assert_allclose(timeline.times[-1], [1.28, 1.5])
+    np.testing.assert_allclose(timeline.times[-1], [1.48, 1.5])
+    np.testing.assert_allclose(timeline.times[:, 0], np.arange(38) * 0.04)
     single = frame_scores(tiny_model("single_label_classification"), features, smoothing=3, show_progress=False)
     np.testing.assert_allclose(single.scores.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="regression"):

@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(handler=_convert)
 
     timeline = commands.add_parser(
-        "timeline", help="When sounds happen: scores every 0.32 s over a whole file, as CSV segments and a PNG."
+        "timeline", help="When sounds happen: scores every 40 ms over a whole file, as CSV segments and a PNG."
     )
     timeline.add_argument("file", metavar="FILE", help="Audio file of any length (read in blocks).")
     timeline.add_argument("--model", help=MODEL_HELP)

@@ -1,8 +1,9 @@
 """When things happen: per-step label scores of a DASS model over a recording, segments, a plot.
 
 `frame_scores` runs `DassForAudioClassification(..., return_frame_logits=True)` (through `readout.read_out`, the
-frame scores that the clip readouts use too) and turns the logits of every
-time step (0.32 s for DASS) into scores by the pipeline's rule (`readout.label_scores`: sigmoid for multi-label
+frame scores that the clip readouts use too), takes them to the steps of `DassForAudioFrameClassification` (the
+0.32 s scores interpolated to 40 ms: `readout.upsample_frame_logits`) and turns them into scores by the pipeline's
+rule (`readout.label_scores`: sigmoid for multi-label
 models, softmax otherwise), optionally smoothed over neighbouring steps (a moving average in steps, then the median
 filter of sound event detection in seconds: `postprocessing.median_filter`). `segments` merges consecutive steps at
 or above a threshold into (start, end, label, score) rows; `write_csv` and `plot_timeline` write them out, and
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..model.readout import label_scores, read_out
+from ..model.readout import label_scores, read_out, upsample_frame_logits
+from ..model.steps import num_steps, step_times
 from ..utils.checks import odd_window, probability
 from ..utils.optional import install_hint, require
 from .postprocessing import median_filter
@@ -139,18 +141,25 @@ def timeline_of_frame_logits(
 
     Args:
         model: the `DassForAudioClassification` that computed them (its labels, problem type and time strides).
-        frame_logits: (time_steps, num_labels) logits of a forward on the recording's features; when they were
-            padded, `num_frames` is the frames of audio and the steps past them are dropped.
+        frame_logits: (time_steps, num_labels) logits of a forward on the recording's features, one step per
+            `config.frames_per_step` frames (0.32 s); when they were padded, `num_frames` is the frames of audio.
+
+    The timeline's steps are those of `DassForAudioFrameClassification` on the same input: the frame logits
+    upsampled by `config.frame_upsampling` (`readout.upsample_frame_logits`, 40 ms steps by default), the steps
+    past the audio dropped.
         smoothing: odd moving-average window in steps (1: none).
         frame_shift: seconds between input frames.
         median_filter_s: median filter length in seconds (`postprocessing.median_filter`), applied after the moving
             average (0: none).
     """
     check_timeline_model(model)
-    times = model.frame_step_times(num_frames, frame_shift).numpy()
-    if frame_logits.shape[0] < len(times):
-        raise ValueError(f"{frame_logits.shape[0]} steps of frame logits for {num_frames} frames ({len(times)} steps)")
-    logits = frame_logits[: len(times)].detach().float().cpu()
+    config = model.config
+    times = step_times(num_frames, config.fine_step_frames, frame_shift).numpy()
+    if frame_logits.shape[0] < num_steps(num_frames, config.frames_per_step):
+        raise ValueError(f"{frame_logits.shape[0]} steps of frame logits for {num_frames} input frames")
+    # The frame model's steps (`DassForAudioFrameClassification`): the 0.32 s scores interpolated to finer steps.
+    fine = upsample_frame_logits(frame_logits.detach()[None], config.frame_upsampling, len(times))[0]
+    logits = fine.float().cpu()
     probabilities = label_scores(logits, model.config.problem_type)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     scores = median_filter(smooth(probabilities.numpy(), smoothing), times, median_filter_s)

@@ -311,9 +311,9 @@ class _DassScoringModel(DassPreTrainedModel):
     folder loads in both with no missing or unexpected weights), the scores of each time step, their times, and
     the loss by `config.problem_type`. Not used on its own."""
 
-    # Also the classifier and the attention head (hidden x labels, ~0.4 M multiply-adds each): float32 logits and
-    # scores, not rounded to bf16's 8 bits, for no measurable cost.
-    _keep_in_fp32_modules_strict = [*DassPreTrainedModel._keep_in_fp32_modules_strict, "classifier", "clip_attention"]
+    # Also the classifier and, in models that have one, the attention head (hidden x labels, ~0.4 M multiply-adds
+    # each): float32 logits and scores, not rounded to bf16's 8 bits, for no measurable cost.
+    _keep_in_fp32_modules_strict = [*DassPreTrainedModel._keep_in_fp32_modules_strict, "classifier"]
 
     def __init__(self, config: DassConfig):
         super().__init__(config)
@@ -327,6 +327,7 @@ class _DassScoringModel(DassPreTrainedModel):
         self.clip_attention = None
         if config.clip_pooling == "attention":
             self.clip_attention = nn.Linear(config.hidden_size, num_labels, dtype=torch.float32)
+            self._keep_in_fp32_modules_strict = [*type(self)._keep_in_fp32_modules_strict, "clip_attention"]
         self.post_init()
 
     def _score_steps(

@@ -2,7 +2,7 @@
 
 `Tagger` loads a model folder once (`inference.loading.load_model`) and `Tagger.analyse(path)` returns an
 `Analysis`: one decode and one forward (`inference.classify.classify_file`) give the clip's top labels (the numbers
-of `dass classify FILE`), the scores of every 0.32 s step (`dass timeline FILE`'s) and their segments
+of `dass classify FILE`), the scores of every 40 ms step (`dass timeline FILE`'s) and their segments
 (`timeline.segments`). Nothing here needs gradio.
 
 Bad input raises `ValueError` (or `FileNotFoundError`) with a message meant for the page: an empty or undecodable
@@ -38,7 +38,7 @@ class Analysis:
 
     Attributes:
         labels: the `top_k` best labels and their clip scores, best first (`dass classify`).
-        segments: runs of 0.32 s steps at or above the threshold (`dass timeline`'s CSV rows).
+        segments: runs of steps at or above the threshold (`dass timeline`'s CSV rows).
         timeline: the scores of every step (`dass timeline`'s PNG).
         source: what was read, e.g. "44100 Hz, 2 channels, 10.00 s (converted to 16 kHz mono)".
         clip_pooling: the clip readout used.

@@ -57,8 +57,9 @@ def _timeline_image(analysis: Analysis, title: str):
 
 def _summary(analysis: Analysis, name: str, threshold: float, model: str) -> str:
     readout = f" · clip readout: {analysis.clip_pooling}" if analysis.clip_pooling else ""
+    step_ms = 1000 * float(analysis.timeline.times[0, 1] - analysis.timeline.times[0, 0])
     return (
-        f"**{name}**: {analysis.source}; {len(analysis.timeline.times)} steps of 0.32 s{readout}. "
+        f"**{name}**: {analysis.source}; {len(analysis.timeline.times)} steps of {step_ms:.0f} ms{readout}. "
         f"{len(analysis.segments)} segments at threshold {threshold:g}. Model: {model}."
     )
 
@@ -110,7 +111,7 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
             "## DASS: what does it hear, and when?\n"
             "Drop a recording of any length (wav, flac, ogg, mp3; any rate and channels, up to "
             f"{limit}) or record one. The whole recording goes through the state-space model at once, no 10 s "
-            "windows: the top labels of the clip, then the scores of the strongest labels every 0.32 s and the "
+            "windows: the top labels of the clip, then the scores of the strongest labels every 40 ms and the "
             "segments where a score reaches the threshold."
         )
         with gr.Row():
@@ -120,7 +121,7 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
                     elem_id="dass-audio",
                 )
                 threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Segment threshold")
-                smoothing = gr.Slider(1, 15, value=1, step=2, label="Smoothing (steps of 0.32 s, odd)")
+                smoothing = gr.Slider(1, 15, value=1, step=2, label="Smoothing (steps of 40 ms, odd)")
                 button = gr.Button("Tag", variant="primary")
                 examples = _example_files(examples_dir)
                 if examples:
