@@ -54,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="only the first N clips")
     parser.add_argument("--clip-map", action="store_true", help="also the clip readout's mAP over the classes")
     parser.add_argument("--ceilings", action="store_true", help="also perfect labels on 0.32 s / 0.16 s / 40 ms grids")
+    parser.add_argument(
+        "--no-timing", action="store_true",
+        help="also the floor of a model that says nothing of when: its clip scores repeated at every step",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     table = args.strong_tsv is not None
     if (args.data is None) != table or table != (args.audio_dir is not None):
@@ -124,6 +128,15 @@ def clip_map(clip_scores: dict[str, dict[str, float]], ground_truth, classes: li
     return tagging_metrics(scores, targets.astype(np.float32))["mAP"]
 
 
+def no_timing(timelines: dict[str, Timeline], clip_scores: dict[str, dict[str, float]]) -> dict[str, Timeline]:
+    """The timelines of a model that knows only *whether*: each label's clip score at every step."""
+    flat = {}
+    for clip, timeline in timelines.items():
+        row = np.array([clip_scores[clip][name] for name in timeline.labels], dtype=np.float32)
+        flat[clip] = Timeline(times=timeline.times, scores=np.tile(row, (len(timeline.times), 1)), labels=timeline.labels)
+    return flat
+
+
 def ceilings(ground_truth, durations, classes: list[str]) -> dict[str, dict[str, float]]:
     """`sed_metrics` of perfect labels on each grid of `CEILING_STEPS`."""
     results = {}
@@ -171,9 +184,12 @@ def main(argv=None) -> int:
     }  # fmt: skip
     if args.ceilings:
         report["ceilings"] = ceilings(truth, durations, classes)
+    if args.no_timing:
+        report["no_timing"] = sed.sed_metrics(no_timing(timelines, clip_scores), truth, durations)
     (Path(args.output_dir) / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['clips']} clips, {report['events']} events, {metrics['classes']} classes; model {report['model']}")
-    for name, values in {"model": metrics, **report.get("ceilings", {})}.items():
+    floor = {"no timing (clip scores at every step)": report["no_timing"]} if args.no_timing else {}
+    for name, values in {"model": metrics, **floor, **report.get("ceilings", {})}.items():
         shown = ", ".join(f"{key} {value:.3f}" for key, value in values.items() if key != "classes")
         print(f"  {name}: {shown}")
     print(f"score files -> {scores_dir}, metrics -> {Path(args.output_dir) / 'metrics.json'}")

@@ -57,8 +57,9 @@ def script():
 def test_scores_a_folder_of_clips(split, script, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["--strong-tsv", str(split / "strong.tsv"), "--audio-dir", str(split / "audio"), "--output-dir", str(out)]
-    assert script.main([*args, "--ceilings", "--clip-map"]) == 0
+    assert script.main([*args, "--ceilings", "--clip-map", "--no-timing"]) == 0
     report = json.loads((out / "metrics.json").read_text())
+    assert all(0.0 <= value <= 1.0 for key, value in report["no_timing"].items() if key != "classes")
     assert (report["clips"], report["events"], report["metrics"]["classes"]) == (2, 2, 2)
     metrics = report["metrics"]
     assert set(metrics) == {"psds1", "psds2", "collar_f1", "collar_precision", "collar_recall", "collar_f1_micro",
@@ -90,3 +91,14 @@ def test_median_filter_and_argument_errors(split, script, tmp_path):
     with pytest.raises(ValueError, match="not score columns"):
         script.main(["--strong-tsv", str(unknown), "--audio-dir", str(split / "audio"), "--output-dir", str(out)])
 
+
+
+def test_the_no_timing_floor_repeats_each_clip_score_at_every_step(script):
+    from transformers_dass.inference.timeline import Timeline
+
+    times = np.array([[0.0, 0.04], [0.04, 0.08], [0.08, 0.1]])
+    timeline = Timeline(times=times, scores=np.array([[0.9, 0.0], [0.1, 0.2], [0.0, 1.0]], np.float32), labels=["a", "b"])
+    flat = script.no_timing({"clip": timeline}, {"clip": {"b": 0.75, "a": 0.25}})["clip"]
+    np.testing.assert_array_equal(flat.scores, [[0.25, 0.75]] * 3)
+    np.testing.assert_array_equal(flat.times, times)
+    assert flat.labels == ["a", "b"]

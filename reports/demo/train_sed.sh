@@ -19,8 +19,7 @@ common=(--model_name_or_path "$INIT" --train_files "$DATA/train-*.parquet" --eva
         --report_to none --use_cpu)
 # The scenes' events only: the singles then train through the clip readout (weak), the scenes per step (strong).
 scenes_only="$RUNS/scenes_strong.tsv"
-awk -F'\t' 'NR == 1 || $1 ~ /^train-/' "$DATA/train_strong.tsv" > "$RUNS/all_strong.tsv"
-$PY - "$DATA/train.jsonl" "$RUNS/all_strong.tsv" "$scenes_only" <<'PYTHON'
+$PY - "$DATA/train.jsonl" "$DATA/train_strong.tsv" "$scenes_only" <<'PYTHON'
 import json, sys
 scenes = {json.loads(line)["video_id"] for line in open(sys.argv[1]) if json.loads(line)["kind"] == "scene"}
 with open(sys.argv[2]) as source, open(sys.argv[3], "w") as out:
@@ -36,7 +35,7 @@ run() {  # name, extra arguments...
 }
 STAGE=${1:-all}
 run mixed --strong_labels_files "$scenes_only" --strong_labels_match segment_id
-run strong --strong_labels_files "$RUNS/all_strong.tsv" --strong_labels_match segment_id
+run strong --strong_labels_files "$DATA/train_strong.tsv" --strong_labels_match segment_id
 run weak_mean --clip_pooling mean
 run weak_linear_softmax --clip_pooling linear_softmax
 run weak_attention --clip_pooling attention
