@@ -35,11 +35,13 @@ class RecordingFeatures:
             when the recording is shorter.
         audio_frames: frames of actual audio (`<= frames`); the steps past them are padding.
         duration_s: seconds of audio at the extractor's rate.
+        source_rate: the file's own rate in Hz, from its header; None for a waveform given as samples.
     """
 
     input_values: torch.Tensor
     audio_frames: int
     duration_s: float
+    source_rate: int | None = None
 
 
 def waveform_features(waveform: np.ndarray, extractor) -> RecordingFeatures:
@@ -64,20 +66,23 @@ def file_features(
     Raises:
         FileNotFoundError, ValueError: a missing, empty, undecodable or too short file, naming it.
     """
-    seconds = _file_seconds(path)
+    rate, seconds = _file_header(path)
     if seconds is not None and seconds > long_file_seconds:
         features = long_audio_features(path, extractor, show_progress=show_progress)
-        return RecordingFeatures(features, features.shape[0], seconds)
-    return waveform_features(load_audio(path, sampling_rate=extractor.sampling_rate), extractor)
+        return RecordingFeatures(features, features.shape[0], seconds, rate)
+    recording = waveform_features(load_audio(path, sampling_rate=extractor.sampling_rate), extractor)
+    recording.source_rate = rate
+    return recording
 
 
-def _file_seconds(path) -> float | None:
-    """The duration in the file's header; None when it cannot be read (the decoder then says why)."""
+def _file_header(path) -> tuple[int | None, float | None]:
+    """(rate in Hz, seconds) from the file's header; (None, None) when it cannot be read (the decoder then says
+    why)."""
     try:
         info = soundfile.info(os.fspath(path))
     except Exception:  # noqa: BLE001 - load_audio raises the real error, with its message, right after
-        return None
-    return info.frames / info.samplerate if info.samplerate else None
+        return None, None
+    return info.samplerate, (info.frames / info.samplerate if info.samplerate else None)
 
 
 def long_audio_features(

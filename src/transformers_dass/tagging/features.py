@@ -82,9 +82,8 @@ class InputFeatures(torch.utils.data.Dataset):
             return DecodedInput(position=position, error=message)
 
     def _file(self, position: int, path: str) -> DecodedInput:
-        rate = _file_rate(path)
         recording = file_features(path, self.extractor, self.long_file_seconds, show_progress=False)
-        return _decoded(position, recording, rate)
+        return _decoded(position, recording, recording.source_rate)
 
     def _dataset_row(self, position: int, row: int) -> DecodedInput:
         value = self.inputs.dataset[row][self.inputs.audio_column]
@@ -100,14 +99,6 @@ def _decoded(position: int, recording: RecordingFeatures, rate: int | None) -> D
         input_values=recording.input_values,
         audio_frames=recording.audio_frames,
     )
-
-
-def _file_rate(path: str) -> int | None:
-    """The file's own rate in Hz from its header; None when it cannot be read (the decoder says why)."""
-    try:
-        return soundfile.info(os.fspath(path)).samplerate
-    except Exception:  # noqa: BLE001 - the decoder raises the real error, with its message, right after
-        return None
 
 
 def _value_rate(value) -> int | None:

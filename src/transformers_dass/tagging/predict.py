@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ..inference.classify import analyse_batch
 from ..inference.features import RecordingFeatures
 from ..inference.timeline import segments
@@ -24,7 +22,7 @@ class Predictor:
     """What to compute for each clip.
 
     Attributes:
-        model: a `DassForAudioClassification` in eval mode, on `device`.
+        model: a `DassForAudioClassification` in eval mode, on the device the batches go to.
         top_k: labels per row, the best first.
         clip_pooling: `--clip-pooling` (auto, mean, max), resolved per clip length as `dass classify` does.
         segments: also the (start, end, label, score) runs at or above `threshold` of `dass timeline`.
@@ -38,7 +36,6 @@ class Predictor:
     segments: bool = False
     threshold: float = 0.5
     smoothing: int = 1
-    device: torch.device | str = "cpu"
     batch_size: int = 8
     median_filter_s: float = 0.0
 

@@ -204,8 +204,9 @@ def _run(
         model = apply_precision(model, precision)
     model.to(ranks.device)
     predictor = Predictor(
-        model, top_k, clip_pooling, segments, threshold, smoothing, ranks.device, batch_size, median_filter_s
-    )
+        model, top_k, clip_pooling, segments, threshold, smoothing,
+        batch_size=batch_size, median_filter_s=median_filter_s,
+    )  # fmt: skip
     writer = store.writer(ranks.rank, shard_size) if store is not None else None
     kept: list[dict] = []
     start = time.perf_counter()
