@@ -96,6 +96,13 @@ class ModelArguments:
             "choices": list(CLIP_POOLING_CHOICES),
         },
     )
+    frame_skip_stages: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Give the student's frame model heads on these earlier stages (config.frame_skip_stages, e.g. 1 2: "
+            "0.08 s and 0.16 s steps) that refine its steps below the last stage's 0.32 s; new heads start at zero.",
+        },
+    )
     drop_path_rate: float | None = field(default=None, metadata={"help": "Override the student's stochastic depth."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub models and datasets are cached."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
@@ -176,6 +183,8 @@ def build_student(model_args: ModelArguments, encoder: LabelEncoder | None, per_
     overrides = {} if model_args.drop_path_rate is None else {"drop_path_rate": model_args.drop_path_rate}
     if model_args.clip_pooling is not None:
         overrides["clip_pooling"] = model_args.clip_pooling
+    if model_args.frame_skip_stages is not None:
+        overrides["frame_skip_stages"] = model_args.frame_skip_stages
     auto_class = AutoModelForAudioFrameClassification if per_step else AutoModelForAudioClassification
     if path in RANDOM_INIT_SIZES:
         if encoder is None:

@@ -92,9 +92,9 @@ def test_hours_take_the_lean_path_with_a_progress_bar_where_a_terminal_is(conver
     calls = []
     real_lean_forward = modeling.lean_forward
 
-    def recording_lean_forward(model, pixel_values, output_hidden_states, show_progress):
+    def recording_lean_forward(model, pixel_values, output_hidden_states, show_progress, pooled_stages=()):
         calls.append(show_progress)
-        return real_lean_forward(model, pixel_values, output_hidden_states, False)
+        return real_lean_forward(model, pixel_values, output_hidden_states, False, pooled_stages)
 
     monkeypatch.setattr(modeling, "lean_forward", recording_lean_forward)
     monkeypatch.setattr(modeling.sys.stderr, "isatty", lambda: terminal)

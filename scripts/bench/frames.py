@@ -1,16 +1,18 @@
 """What the frame model's finer step costs: DASS forward with 0.32 s frame scores against the 40 ms steps of
-`DassForAudioFrameClassification` (the same forward plus `readout.upsample_frame_logits`), in one run.
+`DassForAudioFrameClassification` (the same forward plus `readout.upsample_frame_logits`), and against a frame model
+with frame skips on stages 1 and 2 (`config.frame_skip_stages`: their frequency means, two small heads, two more
+interpolations), in one run.
 
 From the repository root:
 
     OMP_WAIT_POLICY=PASSIVE python -m scripts.bench.frames                 # 10 s and 600 s, DASS-small
     python -m scripts.bench.frames --seconds 10 --repeats 5
 
-Per length, both models (same weights, same input, every setting "auto": the lean path from
+Per length, the three models (same backbone weights, same input, every setting "auto": the lean path from
 config.lean_threshold_frames frames) are timed in interleaved rounds (`timing.timed_rounds`), so that the machine's
 load hits them alike, and the upsampling alone is timed on the forward's own frame logits. Prints the machine, then
-one row per length: wall and process CPU time of each forward, their ratio, the upsampling's share, and the size of
-the two outputs. Random weights and inputs (speed does not depend on them).
+one row per length: wall and process CPU time of each forward, their ratios to the plain forward, the upsampling's
+share, and the size of the outputs. Random weights and inputs (speed does not depend on them).
 """
 
 from __future__ import annotations
@@ -39,14 +41,24 @@ def measure(seconds: float, repeats: int, labels: int) -> dict:
     clip_model = DassForAudioClassification(config).eval()
     frame_model = DassForAudioFrameClassification(config).eval()
     frame_model.load_state_dict(clip_model.state_dict())
+    skip_config = DassConfig.small(num_labels=labels, frame_skip_stages=[1, 2])
+    skip_model = DassForAudioFrameClassification(skip_config).eval()
+    skip_model.load_state_dict(clip_model.state_dict(), strict=False)  # the skips keep their (zero) initial weights
     frames = frames_of(seconds)
     inputs = torch.randn(1, frames, config.num_mel_bins)
     short = inputs[:, :1024]
     with torch.inference_mode():
         coarse = lambda: clip_model(inputs, return_frame_logits=True).frame_logits  # noqa: E731
         fine = lambda: frame_model(inputs).logits  # noqa: E731
-        warmups = [lambda: clip_model(short, return_frame_logits=True), lambda: frame_model(short)]
-        coarse_time, fine_time = timed_rounds([coarse, fine], repeats, warmups=warmups if frames > 1024 else None)
+        skips = lambda: skip_model(inputs).logits  # noqa: E731
+        warmups = [
+            lambda: clip_model(short, return_frame_logits=True),
+            lambda: frame_model(short),
+            lambda: skip_model(short),
+        ]
+        coarse_time, fine_time, skip_time = timed_rounds(
+            [coarse, fine, skips], repeats, warmups=warmups if frames > 1024 else None
+        )
         logits = coarse_time["output"]
         steps = num_steps(frames, config.fine_step_frames)
         upsample = timed_runs(lambda: upsample_frame_logits(logits, config.frame_upsampling, steps), max(repeats, 5))
@@ -55,6 +67,7 @@ def measure(seconds: float, repeats: int, labels: int) -> dict:
         "frames": frames,
         "coarse": coarse_time,
         "fine": fine_time,
+        "skips": skip_time,
         "upsample": upsample,
         "coarse_shape": tuple(logits.shape),
         "fine_shape": tuple(fine_time["output"].shape),
@@ -71,15 +84,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     print("\n".join(machine_lines([args.threads])))
     print("model: DASS-small (DassConfig.small(), random weights), batch 1, float32, inference_mode 'auto'\n")
-    print("| audio | frames | 0.32 s steps: wall / CPU s | 40 ms steps: wall / CPU s | ratio (wall) | upsampling alone ms "
-          "| share of the forward | outputs |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| audio | frames | 0.32 s steps: wall / CPU s | 40 ms steps: wall / CPU s | ratio (wall) | with skips 1, 2: "
+          "wall / CPU s | ratio (wall / CPU) | upsampling alone ms | share of the forward | outputs |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seconds in args.seconds:
         row = measure(seconds, args.repeats, args.labels)
-        coarse, fine, upsample = row["coarse"], row["fine"], row["upsample"]
+        coarse, fine, skips, upsample = row["coarse"], row["fine"], row["skips"], row["upsample"]
         print(
             f"| {seconds:g} s | {row['frames']} | {coarse['wall']:.3f} / {coarse['cpu']:.3f} | {fine['wall']:.3f} / "
-            f"{fine['cpu']:.3f} | {fine['wall'] / coarse['wall']:.3f} | {upsample['wall'] * 1e3:.2f} | "
+            f"{fine['cpu']:.3f} | {fine['wall'] / coarse['wall']:.3f} | {skips['wall']:.3f} / {skips['cpu']:.3f} | "
+            f"{skips['wall'] / coarse['wall']:.3f} / {skips['cpu'] / coarse['cpu']:.3f} | {upsample['wall'] * 1e3:.2f} | "
             f"{upsample['wall'] / coarse['wall']:.2%} | {row['coarse_shape']} -> {row['fine_shape']} |",
             flush=True,
         )

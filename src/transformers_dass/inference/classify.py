@@ -81,7 +81,7 @@ def analyse_batch(
     pooling = choose_clip_pooling(clip_pooling, config.clip_pooling, frames, config.training_length_frames)
     device = next(model.parameters()).device
     features = torch.stack([item.input_values for item in recordings]).to(device)
-    readouts = read_out(model, features, [pooling], show_progress=show_progress)
+    readouts = read_out(model, features, [pooling], show_progress=show_progress, fine_steps=timeline)
     scores, indices = label_scores(readouts.clip_logits[pooling], config.problem_type).float().topk(top_k, dim=-1)
     analyses = []
     for b, item in enumerate(recordings):
@@ -92,7 +92,7 @@ def analyse_batch(
         steps = None
         if timeline:
             steps = timeline_of_frame_logits(
-                model, readouts.frame_logits[b], item.audio_frames, smoothing, median_filter_s=median_filter_s
+                model, readouts.fine_frame_logits[b], item.audio_frames, smoothing, median_filter_s=median_filter_s
             )
         analyses.append(Analysis(labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s))
     return analyses

@@ -1,12 +1,12 @@
 """When things happen: per-step label scores of a DASS model over a recording, segments, a plot.
 
-`frame_scores` runs `DassForAudioClassification(..., return_frame_logits=True)` (through `readout.read_out`, the
-frame scores that the clip readouts use too), takes them to the steps of `DassForAudioFrameClassification` (the
-0.32 s scores interpolated to 40 ms: `readout.upsample_frame_logits`) and turns them into scores by the pipeline's
-rule (`readout.label_scores`: sigmoid for multi-label
-models, softmax otherwise), optionally smoothed over neighbouring steps (a moving average in steps, then the median
-filter of sound event detection in seconds: `postprocessing.median_filter`). `segments` merges consecutive steps at
-or above a threshold into (start, end, label, score) rows; `write_csv` and `plot_timeline` write them out, and
+`frame_scores` runs the model once (`readout.read_out(..., fine_steps=True)`, the forward whose frame scores the
+clip readouts use too) for the scores of `DassForAudioFrameClassification` on its 40 ms steps (the 0.32 s scores
+interpolated, plus the finer stages' in models with `config.frame_skip_stages`) and turns them into scores by the
+pipeline's rule (`readout.label_scores`: sigmoid for multi-label models, softmax otherwise), optionally smoothed over
+neighbouring steps (a moving average in steps, then the median filter of sound event detection in seconds:
+`postprocessing.median_filter`). `segments` merges consecutive steps at or above a threshold into (start, end,
+label, score) rows; `write_csv` and `plot_timeline` write them out, and
 `write_scores_tsv` writes the scores themselves in the score-file layout of sed_scores_eval (the SED metrics of
 `evaluation.sed`). The command line front end is `dass timeline FILE --model DIR`.
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..model.readout import label_scores, read_out, upsample_frame_logits
-from ..model.steps import num_steps, step_times
+from ..model.readout import label_scores, read_out
+from ..model.steps import step_times
 from ..utils.checks import odd_window, probability
 from ..utils.optional import install_hint, require
 from .postprocessing import median_filter
@@ -119,7 +119,7 @@ def frame_scores(
     if input_values.ndim != 3 or input_values.shape[0] != 1:
         raise ValueError(f"frame_scores takes one recording, (frames, mel bins); got shape {tuple(input_values.shape)}")
     show = sys.stderr.isatty() if show_progress is None else show_progress
-    logits = read_out(model, input_values, poolings=(), show_progress=show).frame_logits[0]
+    logits = read_out(model, input_values, poolings=(), show_progress=show, fine_steps=True).fine_frame_logits[0]
     return timeline_of_frame_logits(model, logits, input_values.shape[1], smoothing, frame_shift, median_filter_s)
 
 
@@ -131,22 +131,20 @@ def check_timeline_model(model) -> None:
 
 def timeline_of_frame_logits(
     model,
-    frame_logits: torch.Tensor,
+    fine_frame_logits: torch.Tensor,
     num_frames: int,
     smoothing: int = 1,
     frame_shift: float = 0.01,
     median_filter_s: float = 0.0,
 ) -> Timeline:
-    """The `Timeline` of one recording from its frame scores.
+    """The `Timeline` of one recording from its frame model scores.
 
     Args:
-        model: the `DassForAudioClassification` that computed them (its labels, problem type and time strides).
-        frame_logits: (time_steps, num_labels) logits of a forward on the recording's features, one step per
-            `config.frames_per_step` frames (0.32 s); when they were padded, `num_frames` is the frames of audio.
-
-    The timeline's steps are those of `DassForAudioFrameClassification` on the same input: the frame logits
-    upsampled by `config.frame_upsampling` (`readout.upsample_frame_logits`, 40 ms steps by default), the steps
-    past the audio dropped.
+        model: the `DassForAudioClassification` that computed them (its labels, problem type and step).
+        fine_frame_logits: (steps, num_labels) logits of `DassForAudioFrameClassification` on the recording's
+            features (`read_out(..., fine_steps=True)`), one step per `config.fine_step_frames` input frames
+            (40 ms); when the features were padded, `num_frames` is the frames of audio, and the steps past it
+            are dropped.
         smoothing: odd moving-average window in steps (1: none).
         frame_shift: seconds between input frames.
         median_filter_s: median filter length in seconds (`postprocessing.median_filter`), applied after the moving
@@ -155,11 +153,12 @@ def timeline_of_frame_logits(
     check_timeline_model(model)
     config = model.config
     times = step_times(num_frames, config.fine_step_frames, frame_shift).numpy()
-    if frame_logits.shape[0] < num_steps(num_frames, config.frames_per_step):
-        raise ValueError(f"{frame_logits.shape[0]} steps of frame logits for {num_frames} input frames")
-    # The frame model's steps (`DassForAudioFrameClassification`): the 0.32 s scores interpolated to finer steps.
-    fine = upsample_frame_logits(frame_logits.detach()[None], config.frame_upsampling, len(times))[0]
-    logits = fine.float().cpu()
+    if fine_frame_logits.ndim != 2 or fine_frame_logits.shape[0] < len(times):
+        raise ValueError(
+            f"frame model logits of shape {tuple(fine_frame_logits.shape)} for {num_frames} input frames: expected "
+            f"(steps >= {len(times)}, num_labels), the steps of {config.fine_step_frames} frames"
+        )
+    logits = fine_frame_logits.detach()[: len(times)].float().cpu()
     probabilities = label_scores(logits, model.config.problem_type)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     scores = median_filter(smooth(probabilities.numpy(), smoothing), times, median_filter_s)

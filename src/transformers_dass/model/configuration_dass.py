@@ -84,6 +84,14 @@ class DassConfig(PreTrainedConfig):
             `frames_per_step // frame_upsampling` frames (`fine_step_frames`: 4 = 40 ms). Must divide
             `frames_per_step`, so that every step is whole input frames; 1 keeps the 0.32 s steps. No parameters
             depend on it.
+        frame_skip_stages (`list[int]`, defaults to `[]`):
+            Earlier stages whose outputs add detail to those frame scores: for each stage `s` listed, its output
+            (before the downsampling, one step per `stage_step_frames(s)` input frames: 0.16 s for stage 2, 0.08 s
+            for stage 1) is averaged over frequency and scored by a head of its own (`frame_skips`, LayerNorm +
+            linear, zero at initialisation so that adding it changes nothing until it is trained); the scores,
+            interpolated to the frame model's steps as the last stage's are, are added to them. The last stage's
+            scores alone cannot place an edge finer than 0.32 s. Clip readouts (`logits`) do not use them. The
+            heads exist only in models whose config lists stages, so every other folder keeps its weights.
         num_labels (`int`, defaults to 527):
             AudioSet classes by default. `num_classes` (Hub name) is accepted.
         problem_type (`str`, *optional*):
@@ -132,6 +140,7 @@ class DassConfig(PreTrainedConfig):
         clip_pooling: str = "auto",
         training_length_frames: int = 1024,
         frame_upsampling: int = 8,
+        frame_skip_stages: list[int] | None = None,
         label_mids: list[str] | None = None,
         **kwargs,
     ):
@@ -169,6 +178,7 @@ class DassConfig(PreTrainedConfig):
         self.clip_pooling = clip_pooling
         self.training_length_frames = training_length_frames
         self.frame_upsampling = frame_upsampling
+        self.frame_skip_stages = list(frame_skip_stages) if frame_skip_stages is not None else []
         self.label_mids = label_mids
         super().__init__(**kwargs)
         self.auto_map = dict(AUTO_MAP)
@@ -247,6 +257,11 @@ class DassConfig(PreTrainedConfig):
         frame_upsampling` (4 = 40 ms by default)."""
         return self.frames_per_step // self.frame_upsampling
 
+    def stage_step_frames(self, stage: int) -> int:
+        """Input frames per time step of stage `stage`'s feature map: `patch_size` times 2 per downsampling
+        before it (4, 8, 16, 32 for DASS's four stages)."""
+        return self.patch_size * 2**stage
+
     @property
     def dt_ranks(self) -> list[int]:
         """The time-step rank R of each stage, with `"auto"` resolved."""
@@ -317,6 +332,22 @@ class DassConfig(PreTrainedConfig):
                 f"of a step (one of {divisors}), so that each frame-model step is whole frames; got "
                 f"{self.frame_upsampling!r}."
             )
+        skips = self.frame_skip_stages
+        last = len(self.dims) - 1
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in skips) or sorted(set(skips)) != skips or (
+            skips and not 0 <= skips[0] <= skips[-1] < last
+        ):
+            fail(
+                f"`frame_skip_stages` must be distinct stage indices in increasing order, each below the last stage "
+                f"({last}, whose scores they refine), got {skips!r}."
+            )
+        for stage in skips:
+            if self.stage_step_frames(stage) % self.fine_step_frames:
+                fail(
+                    f"`frame_skip_stages`: stage {stage} has steps of {self.stage_step_frames(stage)} input frames, "
+                    f"not a whole number of the frame model's {self.fine_step_frames}-frame steps; raise "
+                    "`frame_upsampling` or drop the stage."
+                )
         allowed_problems = (None, "regression", "single_label_classification", "multi_label_classification")
         if self.problem_type not in allowed_problems:
             fail(f"`problem_type` must be one of {allowed_problems}, got {self.problem_type!r}.")

@@ -20,10 +20,12 @@ __all__ = [
     "DassBlock",
     "DassDownsample",
     "DassDropPath",
+    "DassFrameSkip",
     "DassMLP",
     "DassPatchEmbeddings",
     "DassSS2D",
     "DassStage",
+    "DassZeroInitLinear",
     "channels_first",
     "channels_last",
     "drop_path",
@@ -191,3 +193,23 @@ class DassStage(nn.Module):
         self.blocks = nn.ModuleList(DassBlock(config, dim, dt_rank, rate) for rate in drop_path_rates)
         is_last = index == len(config.dims) - 1
         self.downsample = None if is_last else DassDownsample(config, dim, config.dims[index + 1])
+
+
+class DassZeroInitLinear(nn.Linear):
+    """A linear layer that the model's `_init_weights` sets to zero (weight and bias) rather than random."""
+
+
+class DassFrameSkip(nn.Module):
+    """Frame scores of an earlier stage: its output averaged over frequency, (batch, steps, dim), through a
+    LayerNorm and a linear layer to (batch, steps, num_labels). `DassForAudioFrameClassification` adds them,
+    interpolated to its steps, to the last stage's frame scores (`config.frame_skip_stages`); the linear layer
+    starts at zero (`DassZeroInitLinear`), so a new skip changes nothing until it is trained."""
+
+    def __init__(self, config: DassConfig, stage: int):
+        super().__init__()
+        dim = config.dims[stage]
+        self.layernorm = nn.LayerNorm(dim, eps=config.layer_norm_eps, dtype=torch.float32)
+        self.proj = DassZeroInitLinear(dim, config.num_labels, dtype=torch.float32)
+
+    def forward(self, stage_steps: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.layernorm(stage_steps.to(self.proj.weight.dtype)))

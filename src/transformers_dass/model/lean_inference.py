@@ -18,7 +18,7 @@ with `inference_mode="lean"`, or by itself above `config.lean_threshold_frames` 
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -154,8 +154,12 @@ def block_(block: DassBlock, hidden: torch.Tensor, buffers: dict | None = None) 
 
 @torch.no_grad()
 def lean_forward(
-    model: nn.Module, pixel_values: torch.Tensor, output_hidden_states: bool = False, show_progress: bool = False
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    output_hidden_states: bool = False,
+    show_progress: bool = False,
+    pooled_stages: Sequence[int] = (),
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...]]:
     """The layers of `DassModel` up to (not including) its final LayerNorm, lean.
 
     Args:
@@ -164,9 +168,11 @@ def lean_forward(
         output_hidden_states: also return the channels-first maps `DassModel` returns with it (each kept
             alive until the end: memory grows by their size).
         show_progress: draw a tqdm bar over the blocks and downsamplings.
+        pooled_stages: stages whose output (before the downsampling) to return averaged over frequency.
 
     Returns:
-        ((B, H, W, dims[-1]) channels-last features of the last stage, hidden states tuple or None).
+        ((B, H, W, dims[-1]) channels-last features of the last stage, hidden states tuple or None,
+        (B, W_s, dims[s]) frequency means of each of `pooled_stages`).
     """
     steps = sum(len(stage.blocks) + (stage.downsample is not None) for stage in model.stages)
     bar = _progress_bar(steps + 1, show_progress)
@@ -174,19 +180,22 @@ def lean_forward(
     bar.update()
     # The blocks update `hidden` in place, so the embedding's map is copied when it must be returned.
     all_hidden = (channels_first(hidden.clone()),) if output_hidden_states else None
-    for stage in model.stages:
+    pooled = ()
+    for index, stage in enumerate(model.stages):
         buffers = {}  # the blocks of a stage reuse their temporaries; the next stage's are smaller
         for block in stage.blocks:
             block_(block, hidden, buffers)
             bar.update()
         del buffers
+        if index in pooled_stages:
+            pooled += (hidden.mean(dim=1),)
         if output_hidden_states:
             all_hidden += (channels_first(hidden),)
         if stage.downsample is not None:
             hidden = downsample(stage.downsample, hidden)
             bar.update()
     bar.close()
-    return hidden, all_hidden
+    return hidden, all_hidden, pooled
 
 
 class _NoBar:

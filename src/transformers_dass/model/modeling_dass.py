@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,9 +29,11 @@ from ..ops import NUM_DIRECTIONS
 from .configuration_dass import INFERENCE_MODES, DassConfig
 from .hub_layout import register_hub_layout
 from .layers import (
+    DassFrameSkip,
     DassPatchEmbeddings,
     DassSS2D,
     DassStage,
+    DassZeroInitLinear,
     channels_first,
     channels_last,
 )
@@ -53,11 +56,15 @@ class DassModelOutput(ModelOutput):
         hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
             `1 + num_stages` channels-first maps: the patch embedding `(batch, dims[0], F/4, T/4)`, then the
             output of each stage's blocks before its downsampling, `(batch, dims[i], F/2^(i+2), T/2^(i+2))`.
+        pooled_stage_outputs (`tuple(torch.FloatTensor)`, returned with `pooled_stages=`):
+            For each stage `s` asked for, the output of its blocks (before the downsampling) averaged over
+            frequency, `(batch, T/2^(s+2), dims[s])`: one vector per time step of that stage.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    pooled_stage_outputs: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -81,6 +88,11 @@ class DassAudioClassifierOutput(ModelOutput):
             `return_frame_logits=True` by models with an attention head (`config.clip_pooling="attention"`)):
             The head's per-step attention logits, which `readout.pool_frame_logits(..., "attention")` weighs the
             steps with.
+        fine_frame_logits (`torch.FloatTensor` of shape `(batch, steps, num_labels)`, returned with
+            `return_fine_frame_logits=True`):
+            The scores of `DassForAudioFrameClassification` on the same input (its `logits`): `frame_logits` on
+            steps of `config.fine_step_frames` input frames (40 ms by default), plus the frame skips' scores in
+            models that have them (`config.frame_skip_stages`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -88,6 +100,7 @@ class DassAudioClassifierOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     frame_logits: torch.FloatTensor | None = None
     attention_logits: torch.FloatTensor | None = None
+    fine_frame_logits: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -112,6 +125,17 @@ class DassFrameClassifierOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     clip_logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class _StepScores:
+    """What one forward of `_DassScoringModel._score_steps` gives (shapes there)."""
+
+    outputs: DassModelOutput
+    logits: torch.Tensor
+    frame_logits: torch.Tensor | None
+    attention_logits: torch.Tensor | None
+    fine_frame_logits: torch.Tensor | None
 
 
 def _keep_hidden_state(hidden_states: torch.Tensor, kept: tuple) -> tuple[torch.Tensor, tuple]:
@@ -157,6 +181,9 @@ class DassPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 bound = 1 / math.sqrt(module.weight[0].numel())
                 init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, DassZeroInitLinear):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             init.trunc_normal_(module.weight, std=self.config.initializer_range)
             if module.bias is not None:
@@ -250,6 +277,7 @@ class DassModel(DassPreTrainedModel):
         inference_mode: str | None = None,
         show_progress: bool | None = None,
         attention_mask: torch.Tensor | None = None,
+        pooled_stages: Sequence[int] = (),
         **kwargs,
     ) -> DassModelOutput | tuple:
         r"""
@@ -265,12 +293,17 @@ class DassModel(DassPreTrainedModel):
             show_progress (`bool`, *optional*):
                 On the lean path, a progress bar over the layers (for long inputs); by default where stderr is a
                 terminal, so that `pipeline()` on an hour of audio shows one in a console and none in a log.
+            pooled_stages (`Sequence[int]`, *optional*):
+                Stages whose outputs to return averaged over frequency, as `pooled_stage_outputs`, in increasing
+                stage order (on both paths; small even for hours of audio, unlike `hidden_states`).
         """
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_input(input_values)
+        if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < len(self.stages) for s in pooled_stages):
+            raise ValueError(f"`pooled_stages` must be stage indices in [0, {len(self.stages)}), got {pooled_stages!r}.")
         if _clip_frames(attention_mask, input_values.shape) is not None:
             raise ValueError(
                 "attention_mask marks clips of different lengths: DassModel cannot stack their feature maps. Run "
@@ -282,15 +315,20 @@ class DassModel(DassPreTrainedModel):
         if self._use_lean_path(input_values, inference_mode):
             # The same layers in chunks, residuals updated in place: for hours of audio (lean_inference.py).
             show = sys.stderr.isatty() if show_progress is None else show_progress
-            hidden_states, all_hidden_states = lean_forward(self, pixel_values, output_hidden_states, show)
+            hidden_states, all_hidden_states, pooled = lean_forward(
+                self, pixel_values, output_hidden_states, show, pooled_stages
+            )
         else:
             hidden_states = self.embeddings(pixel_values)
             all_hidden_states = None
+            pooled = ()
             if output_hidden_states:
                 hidden_states, all_hidden_states = _keep_hidden_state(hidden_states, ())
-            for stage in self.stages:
+            for index, stage in enumerate(self.stages):
                 for block in stage.blocks:
                     hidden_states = block(hidden_states)
+                if index in pooled_stages:
+                    pooled += (hidden_states.mean(dim=1),)  # (B, H, W, C) -> (B, W, C)
                 if output_hidden_states:
                     hidden_states, all_hidden_states = _keep_hidden_state(hidden_states, all_hidden_states)
                 if stage.downsample is not None:
@@ -299,10 +337,14 @@ class DassModel(DassPreTrainedModel):
         last_hidden_state = channels_first(self.layernorm(hidden_states))
         pooled_output = last_hidden_state.mean(dim=(2, 3))
 
+        pooled = pooled if pooled_stages else None
         if not return_dict:
-            return tuple(v for v in (last_hidden_state, pooled_output, all_hidden_states) if v is not None)
+            return tuple(v for v in (last_hidden_state, pooled_output, all_hidden_states, pooled) if v is not None)
         return DassModelOutput(
-            last_hidden_state=last_hidden_state, pooler_output=pooled_output, hidden_states=all_hidden_states
+            last_hidden_state=last_hidden_state,
+            pooler_output=pooled_output,
+            hidden_states=all_hidden_states,
+            pooled_stage_outputs=pooled,
         )
 
 
@@ -328,6 +370,11 @@ class _DassScoringModel(DassPreTrainedModel):
         if config.clip_pooling == "attention":
             self.clip_attention = nn.Linear(config.hidden_size, num_labels, dtype=torch.float32)
             self._keep_in_fp32_modules_strict = [*type(self)._keep_in_fp32_modules_strict, "clip_attention"]
+        # Heads on earlier stages that refine the frame model's steps (config.frame_skip_stages), same rule.
+        self.frame_skips = None
+        if config.frame_skip_stages:
+            self.frame_skips = nn.ModuleDict({str(s): DassFrameSkip(config, s) for s in config.frame_skip_stages})
+            self._keep_in_fp32_modules_strict = [*self._keep_in_fp32_modules_strict, "frame_skips"]
         self.post_init()
 
     def _score_steps(
@@ -338,16 +385,19 @@ class _DassScoringModel(DassPreTrainedModel):
         output_hidden_states: bool | None,
         inference_mode: str | None,
         show_progress: bool | None,
-    ) -> tuple[DassModelOutput, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """One forward of the clips: (base model output, clip logits (batch, num_labels) of `clip_pooling` (None:
-        the config's), frame_logits (batch, time_steps, num_labels), attention logits of the same shape). The last
-        two are None unless `return_frame_logits` or the readout needs them (and the model has the head)."""
+        fine_steps: bool = False,
+    ) -> _StepScores:
+        """One forward of the clips: their clip logits (batch, num_labels) by `clip_pooling` (None: the config's)
+        and, when `return_frame_logits` or the readout needs them, the frame and attention logits (batch,
+        time_steps, num_labels); with `fine_steps`, also the frame model's logits (see `_fine_frame_logits`)."""
+        skips = self.frame_skips is not None and fine_steps
         outputs = self.dass(
             input_values,
             output_hidden_states=output_hidden_states,
             return_dict=True,
             inference_mode=inference_mode,
             show_progress=show_progress,
+            pooled_stages=self.config.frame_skip_stages if skips else (),
         )
         logits = self.classifier(outputs.pooler_output.to(self._head_dtype()))
         pooling = resolve_clip_pooling(
@@ -355,8 +405,8 @@ class _DassScoringModel(DassPreTrainedModel):
             input_values.shape[1],
             self.config.training_length_frames,
         )
-        frame_logits = attention_logits = None
-        if return_frame_logits or pooling != "mean":
+        frame_logits = attention_logits = fine_frame_logits = None
+        if return_frame_logits or fine_steps or pooling != "mean":
             # (B, C, F', T'): pool over frequency only, then the (linear) head at every time step, so that
             # the time average of frame_logits is the clip's logits.
             steps = outputs.last_hidden_state.mean(dim=2).transpose(1, 2).to(self._head_dtype())
@@ -365,7 +415,25 @@ class _DassScoringModel(DassPreTrainedModel):
                 attention_logits = self.clip_attention(steps)
         if pooling != "mean":
             logits = pool_frame_logits(frame_logits, pooling, attention_logits)  # readout.py: the one place readouts are made
-        return outputs, logits, frame_logits, attention_logits
+        if fine_steps:
+            stage_steps = outputs.pooled_stage_outputs if skips else ()
+            fine_frame_logits = self._fine_frame_logits(frame_logits, stage_steps, input_values.shape[1])
+        return _StepScores(outputs, logits, frame_logits, attention_logits, fine_frame_logits)
+
+    def _fine_frame_logits(
+        self, frame_logits: torch.Tensor, stage_steps: tuple[torch.Tensor, ...], num_frames: int
+    ) -> torch.Tensor:
+        """The frame model's logits (batch, ceil(num_frames / fine_step_frames), num_labels): `frame_logits`
+        (0.32 s steps) interpolated to the fine steps, plus, for each of `config.frame_skip_stages` (with
+        `stage_steps` its frequency-pooled output, (batch, stage steps, dims[s])), its skip head's scores
+        interpolated the same way from that stage's coarser-than-fine steps."""
+        config = self.config
+        steps = num_steps(num_frames, config.fine_step_frames)
+        fine = upsample_frame_logits(frame_logits, config.frame_upsampling, steps)
+        for stage, hidden in zip(config.frame_skip_stages, stage_steps):
+            factor = config.stage_step_frames(stage) // config.fine_step_frames
+            fine = fine + upsample_frame_logits(self.frame_skips[str(stage)](hidden), factor, steps)
+        return fine
 
     def _head_dtype(self) -> torch.dtype:
         """The classifier's dtype, which its input is cast to: float32 in a bf16 model (see
@@ -455,6 +523,7 @@ class DassForAudioClassification(_DassScoringModel):
         show_progress: bool | None = None,
         clip_pooling: str | None = None,
         attention_mask: torch.Tensor | None = None,
+        return_fine_frame_logits: bool = False,
         **kwargs,
     ) -> DassAudioClassifierOutput | tuple:
         r"""
@@ -471,6 +540,9 @@ class DassForAudioClassification(_DassScoringModel):
             return_frame_logits (`bool`, defaults to `False`):
                 Also return `frame_logits` (batch, time_steps, num_labels): scores over time (and, with an
                 attention head, `attention_logits`).
+            return_fine_frame_logits (`bool`, defaults to `False`):
+                Also return `fine_frame_logits`: what `DassForAudioFrameClassification` returns as `logits` for
+                the same input (40 ms steps by default), from the same forward.
             inference_mode, show_progress: as in `DassModel.forward`.
             clip_pooling (`str`, *optional*):
                 How `logits` (and the loss) read the clip out of the time steps: `"mean"` (the pooled features,
@@ -482,7 +554,7 @@ class DassForAudioClassification(_DassScoringModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         clip_frames = _clip_frames(attention_mask, input_values.shape)
         if clip_frames is not None:
-            if output_hidden_states or return_frame_logits:
+            if output_hidden_states or return_frame_logits or return_fine_frame_logits:
                 raise ValueError(
                     "hidden states and frame_logits of a batch of clips of different lengths cannot be stacked; "
                     "pass the clips one at a time (or drop attention_mask rows of padding) to get them."
@@ -500,23 +572,32 @@ class DassForAudioClassification(_DassScoringModel):
             if not return_dict:
                 return (logits,) if loss is None else (loss, logits)
             return DassAudioClassifierOutput(loss=loss, logits=logits)
-        outputs, logits, frame_logits, attention_logits = self._score_steps(
-            input_values, clip_pooling, return_frame_logits, output_hidden_states, inference_mode, show_progress
+        scores = self._score_steps(
+            input_values,
+            clip_pooling,
+            return_frame_logits,
+            output_hidden_states,
+            inference_mode,
+            show_progress,
+            fine_steps=return_fine_frame_logits,
         )
+        logits = scores.logits
         loss = self.compute_loss(logits, labels) if labels is not None else None
-        if not return_frame_logits:
-            frame_logits = attention_logits = None
+        frame_logits, attention_logits = (
+            (scores.frame_logits, scores.attention_logits) if return_frame_logits else (None, None)
+        )
 
         if not return_dict:
-            extra = (outputs.hidden_states, frame_logits, attention_logits)
+            extra = (scores.outputs.hidden_states, frame_logits, attention_logits, scores.fine_frame_logits)
             output = (logits,) + tuple(v for v in extra if v is not None)
             return ((loss,) + output) if loss is not None else output
         return DassAudioClassifierOutput(
             loss=loss,
             logits=logits,
-            hidden_states=outputs.hidden_states,
+            hidden_states=scores.outputs.hidden_states,
             frame_logits=frame_logits,
             attention_logits=attention_logits,
+            fine_frame_logits=scores.fine_frame_logits,
         )
 
 
@@ -527,7 +608,10 @@ class DassForAudioFrameClassification(_DassScoringModel):
     The same modules as `DassForAudioClassification` (any DASS folder loads in either, with no missing or
     unexpected weights): its `frame_logits`, one step per `frames_per_step` (32) input frames, upsampled
     `config.frame_upsampling` times by linear interpolation in time (`readout.upsample_frame_logits`: values at
-    the step centres, see there for the alignment). `frame_times(frames)` gives each step's seconds.
+    the step centres, see there for the alignment). `frame_times(frames)` gives each step's seconds. Models made
+    with `config.frame_skip_stages` add the scores of earlier, finer stages (`DassFrameSkip`), interpolated the
+    same way from their own steps (0.16 s for stage 2, 0.08 s for stage 1): the last stage's scores cannot move an
+    edge by less than 0.32 s, and sound event metrics count a detection that spills over an event's edges.
     """
 
     def forward(
@@ -587,17 +671,18 @@ class DassForAudioFrameClassification(_DassScoringModel):
             logits, clip_logits = found["logits"], found.get("clip_logits")
             step_mask = steps_holding_audio(clip_frames.to(logits.device), self.config.fine_step_frames, steps)
         else:
-            outputs, clip_logits, frame_logits, _ = self._score_steps(
+            scores = self._score_steps(
                 input_values,
                 clip_pooling if return_clip_logits else "mean",
-                True,
+                False,
                 output_hidden_states,
                 inference_mode,
                 show_progress,
+                fine_steps=True,
             )
-            logits = upsample_frame_logits(frame_logits, self.config.frame_upsampling, steps)
-            clip_logits = clip_logits if return_clip_logits else None
-            hidden_states = outputs.hidden_states
+            logits = scores.fine_frame_logits
+            clip_logits = scores.logits if return_clip_logits else None
+            hidden_states = scores.outputs.hidden_states
         loss = self.compute_frame_loss(logits, labels, step_mask) if labels is not None else None
 
         if not return_dict:

@@ -181,12 +181,15 @@ class Readouts:
     """One forward's scores.
 
     Attributes:
-        frame_logits: (batch, time_steps, num_labels) scores of every time step.
+        frame_logits: (batch, time_steps, num_labels) scores of every time step of the last stage (0.32 s).
         clip_logits: {pooling: (batch, num_labels)} for each requested readout; "mean" is the model's `logits`.
+        fine_frame_logits: (batch, steps, num_labels), the frame model's scores (`DassForAudioFrameClassification`,
+            40 ms steps by default) when asked for with `fine_steps=True`, else None.
     """
 
     frame_logits: torch.Tensor
     clip_logits: dict[str, torch.Tensor]
+    fine_frame_logits: torch.Tensor | None = None
 
 
 def read_out(
@@ -194,6 +197,7 @@ def read_out(
     input_values: torch.Tensor,
     poolings: Sequence[str] = ("mean",),
     show_progress: bool = False,
+    fine_steps: bool = False,
     **forward_kwargs,
 ) -> Readouts:
     """Frame scores and clip readouts of a `DassForAudioClassification` from one forward in inference mode.
@@ -203,6 +207,7 @@ def read_out(
         input_values: (batch, frames, num_mel_bins) normalised features.
         poolings: the readouts wanted, each one of `CLIP_POOLINGS` (may be empty: frame scores only).
         show_progress: progress bar over the layers on the lean path.
+        fine_steps: also the frame model's scores (`Readouts.fine_frame_logits`): what a timeline shows.
         forward_kwargs: passed to the forward (e.g. `inference_mode`).
     """
     poolings = [check_clip_pooling(p, "poolings") for p in poolings]
@@ -215,6 +220,7 @@ def read_out(
                 return_frame_logits=True,
                 clip_pooling="mean",
                 show_progress=show_progress,
+                return_fine_frame_logits=fine_steps,
                 **forward_kwargs,
             )
     finally:
@@ -223,4 +229,4 @@ def read_out(
         p: output.logits if p == "mean" else pool_frame_logits(output.frame_logits, p, output.attention_logits)
         for p in poolings
     }
-    return Readouts(frame_logits=output.frame_logits, clip_logits=clip)
+    return Readouts(frame_logits=output.frame_logits, clip_logits=clip, fine_frame_logits=output.fine_frame_logits)
