@@ -17,10 +17,10 @@ for spec in 0:48 6:48 7:48 8:48 5:240; do
   data="$SETS/seed${seed}_${scenes}"
   if [[ ! -f $data/eval_strong.tsv ]]; then
     $PY scripts/make_demo_dataset.py --output-dir "$data" --seed "$seed" --workers 2 --splits eval \
-      --eval-scenes "$scenes" --eval-babble "$BABBLE" > /dev/null
+      --eval-scenes "$scenes" --eval-babble "$BABBLE" > "$OUT/make_seed${seed}_${scenes}.log" 2>&1
   fi
   extra=()
   [[ $scenes == 240 ]] && extra=(--ceilings)
   $PY scripts/evaluate_sed.py --data "$data" --split eval --model "$MODEL" --output-dir "$OUT/seed${seed}_${scenes}" \
-    --clip-map "${extra[@]}" | grep -E "clips|model:|perfect"
+    --clip-map "${extra[@]}" 2> "$OUT/seed${seed}_${scenes}.log" | grep -E "clips|model:|perfect"
 done
