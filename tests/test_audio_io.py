@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 from fractions import Fraction
 
@@ -12,6 +13,7 @@ import torch
 
 from transformers_dass.audio import resample as resampling
 from transformers_dass.audio.io import load_audio
+from transformers_dass.audio.media import media_available
 from transformers_dass.audio.resample import resample
 
 from .conftest import require_fixture
@@ -210,8 +212,40 @@ def test_load_corrupted_file(tmp_path):
     with pytest.raises(ValueError, match="could not decode") as caught:
         load_audio(path)
     message = str(caught.value)
-    assert str(path) in message and "ffmpeg" in message
-    assert isinstance(caught.value.__cause__, sf.SoundFileError)
+    assert str(path) in message and "ffmpeg" in message.lower() and "\n" not in message
+    if media_available():  # both decoders tried, both reasons given
+        assert "libsndfile: " in message and "FFmpeg: " in message
+    else:
+        assert isinstance(caught.value.__cause__, sf.SoundFileError)
+
+
+def _hide_pyav(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_av(name, *args, **kwargs):
+        if name == "av" or name.startswith("av."):
+            raise ModuleNotFoundError("No module named 'av'", name="av")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_av)
+
+
+def test_without_pyav_what_libsndfile_cannot_read_names_the_media_extra(tmp_path, monkeypatch):
+    from transformers_dass.audio.io import audio_info
+    from transformers_dass.audio.media import MediaFile
+    from transformers_dass.audio.stream import stream_audio
+
+    path = tmp_path / "phone.m4a"
+    path.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))  # an m4a header libsndfile does not know
+    _hide_pyav(monkeypatch)
+    assert not media_available()
+    hint = r'pip install "transformers-dass\[media\]"'
+    for call in (load_audio, audio_info, lambda p: list(stream_audio(p)), lambda p: load_audio(p.read_bytes())):
+        with pytest.raises(ValueError, match=rf"could not decode .*: .*{hint}") as caught:
+            call(path)
+        assert isinstance(caught.value.__cause__, sf.SoundFileError)
+    with pytest.raises(ModuleNotFoundError, match=rf"needs av, which is not installed: {hint}"):
+        MediaFile(path)
 
 
 def test_load_corrupted_bytes():
