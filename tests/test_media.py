@@ -242,3 +242,21 @@ def test_dass_tag_tags_a_folder_of_mixed_containers(tmp_path):
     top = dict(zip(table["path"].map(lambda p: os.path.splitext(p)[1]), table["labels"].map(lambda labels: labels[0])))
     # AMR-NB keeps 300-3400 Hz only (a phone line): the digit's sibilant is gone, its label may change.
     assert {suffix: label for suffix, label in top.items() if suffix != ".amr"} == dict.fromkeys(rates.keys() - {".amr"}, "seven")
+
+
+def test_dataset_bytes_and_demo_uploads_read_media(tmp_path, demo_model):
+    from transformers_dass.audio.decoding import decode_audio
+    from transformers_dass.inference.classify import classify_file
+    from transformers_dass.webapp.analysis import Tagger, check_audio_file
+
+    data, rate = soundfile.read(os.path.join(EXAMPLES, "seven_in_babble.wav"), always_2d=True)
+    path = tmp_path / "memo.m4a"
+    write_media(path, data, rate)
+    # `dass tag --dataset` rows: datasets.Audio(decode=False) values with the encoded bytes.
+    np.testing.assert_array_equal(decode_audio({"bytes": path.read_bytes(), "path": "memo.m4a"}), load_audio(path))
+    assert check_audio_file(path, max_bytes=1 << 20) == "16000 Hz, 1 channel, 3.00 s"
+    tagger = Tagger.__new__(Tagger)  # the page's analysis with the model already loaded
+    tagger.model, tagger.extractor, tagger.max_bytes = demo_model.model, demo_model.extractor, 1 << 20
+    analysis = tagger.analyse(path, top_k=1)
+    expected = classify_file(path, demo_model.model, demo_model.extractor, top_k=1).labels
+    assert analysis.labels == {expected[0]["label"]: expected[0]["score"]} and expected[0]["label"] == "seven"
