@@ -10,7 +10,7 @@ import torch
 from transformers_dass import DassFeatureExtractor
 from transformers_dass.audio.fbank import kaldi_fbank
 from transformers_dass.audio.io import load_audio
-from transformers_dass.audio.resample import BlockResampler, resample
+from transformers_dass.audio.resample import BlockResampler, default_resampler, resample
 from transformers_dass.audio.stream import FbankStream, stream_audio
 from transformers_dass.inference.features import long_audio_features
 
@@ -26,15 +26,16 @@ def random_splits(total: int, rng: np.random.Generator, largest: int) -> list[in
     return cuts
 
 
-@pytest.mark.parametrize("orig_sr, target_sr", [(44100, 16000), (48000, 16000), (8000, 16000), (16000, 16000)])
-def test_block_resampler_equals_one_shot_resample(orig_sr, target_sr):
+@pytest.mark.parametrize("resampler", ["sinc"] + (["soxr"] if default_resampler() == "soxr" else []))
+@pytest.mark.parametrize("orig_sr, target_sr", [(44100, 16000), (48000, 16000), (8000, 16000), (16000, 16000), (22050, 16000), (96000, 16000)])
+def test_block_resampler_equals_one_shot_resample(orig_sr, target_sr, resampler):
     rng = np.random.default_rng(orig_sr)
     signal = rng.standard_normal(orig_sr * 3 + 123).astype(np.float32) * 0.3
-    resampler = BlockResampler(orig_sr, target_sr)
+    blocks = BlockResampler(orig_sr, target_sr, resampler=resampler)
     cuts = random_splits(signal.shape[0], rng, largest=orig_sr // 2)
-    pieces = [resampler.push(signal[a:b]) for a, b in zip(cuts[:-1], cuts[1:])] + [resampler.finish()]
+    pieces = [blocks.push(signal[a:b]) for a, b in zip(cuts[:-1], cuts[1:])] + [blocks.finish()]
     streamed = np.concatenate(pieces)
-    expected = resample(signal, orig_sr, target_sr)
+    expected = resample(signal, orig_sr, target_sr, resampler=resampler)
     assert streamed.shape == expected.shape
     np.testing.assert_allclose(streamed, expected, atol=1e-6, rtol=0)
 

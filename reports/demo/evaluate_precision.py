@@ -4,10 +4,12 @@
     python reports/demo/evaluate_precision.py --data DATA --babble tests/fixtures/babble_all.wav \
         --output reports/demo/precision.json
 
-Per precision (float32, bfloat16, int8), with the test-split evaluation of evaluate_demo.py (same clips, same
+Per precision (float32, bfloat16, and int8 by both routes of inference/int8.py: torch.ao's dynamic quantisation and
+torchao's quantize_), with the test-split evaluation of evaluate_demo.py (same clips, same
 metrics, same babble digits): mAP over the single clips and the 10 s scenes, digit top-1 on the held-out digit
 clips, digits in real babble at 10 dB (10 s excerpts), and the largest logit difference to float32 on those
-clips. Also: logits of the converted tiny parity model (tests/fixtures/original_tiny) against float32.
+clips. Also: logits of the converted tiny parity model (tests/fixtures/original_tiny) against float32, and the median
+time of one forward of a 10 s clip in each precision (wall and CPU ms, the run's thread count).
 """
 
 from __future__ import annotations
@@ -33,7 +35,36 @@ from evaluate_demo import babble_digits, split_scores, subset_metrics, test_clip
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import make_demo_dataset as demo  # noqa: E402
 
-PRECISIONS = ("float32", "bfloat16", "int8")
+# int8 is the library's default route (int8.DEFAULT_INT8_ROUTE); int8-dynamic and int8-torchao name both routes.
+PRECISIONS = ("float32", "bfloat16", "int8-dynamic", "int8-torchao")
+INT8_ROUTES = {"int8-dynamic": "dynamic", "int8-torchao": "torchao"}
+
+
+def apply(model, precision: str):
+    """`model` (float32) in `precision`, an int8 route named where it is one."""
+    if precision in INT8_ROUTES:
+        return apply_precision(model, "int8", int8_route=INT8_ROUTES[precision])
+    return apply_precision(model, precision)
+
+
+def forward_ms(model, repeats: int = 15) -> dict:
+    """Median wall and CPU milliseconds of one forward of a 10 s clip (1024 frames, batch 1), after one warm-up: the
+    speed of each precision measured in the same run as its accuracy."""
+    import resource
+    import statistics
+    import time
+
+    x = torch.randn(1, 1024, 128, generator=torch.Generator().manual_seed(0))
+    walls, cpus = [], []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(repeats):
+            usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            model(x)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            walls.append(time.perf_counter() - start)
+            cpus.append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
+    return {"wall_ms_10s_batch1": 1000 * statistics.median(walls), "cpu_ms_10s_batch1": 1000 * statistics.median(cpus)}
 
 
 def parity_logits(precision: str) -> dict:
@@ -45,7 +76,7 @@ def parity_logits(precision: str) -> dict:
 
     tensors = load_file(str(Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "original_tiny.safetensors"))
     base = build_model({k: v for k, v in tensors.items() if k.startswith("module.")}).eval()
-    model = apply_precision(copy.deepcopy(base), precision)
+    model = apply(copy.deepcopy(base), precision)
     out = {}
     with torch.inference_mode():
         for name in sorted(k for k in tensors if k.startswith("input.")):
@@ -75,8 +106,8 @@ def main() -> int:
     babble = load_audio(args.babble, sampling_rate=16000)
     results, reference = {"model": str(folder), "threads": torch.get_num_threads()}, {}
     for precision in PRECISIONS:
-        loaded = load_model(folder, precision)
-        model, extractor = loaded.model, loaded.extractor
+        loaded = load_model(folder, "float32")
+        model, extractor = apply(loaded.model, precision), loaded.extractor
         single_scores = split_scores(model, extractor, [clips[i] for i in singles])
         scene_scores = split_scores(model, extractor, [clips[i] for i in scenes], whole=True)
         top1 = dict(zip(singles, single_scores.argmax(1)))
@@ -91,6 +122,7 @@ def main() -> int:
             "babble10dB_10s_accuracy": float(np.mean(hits)),
         }
         result["parity_fixture_logits"] = parity_logits(precision)
+        result.update(forward_ms(model))
         if precision == "float32":
             reference = {"singles": single_scores, "scenes": scene_scores}
         else:

@@ -32,7 +32,9 @@ Cases (each in its own subprocess, so that its peak RSS, which includes ~0.3 GB 
               --onnx-dir; above 60 s only when --precisions names it, since ONNX Runtime has no lean path: past
               18 GB at 600 s); fp32-aten (DASS only, only when --precisions names it: fp32 with the block linears
               through ATen, MKL sgemm, instead of oneDNN: the state before transformers_dass.model.fused_linear, for
-              comparison). bf16 and int8 are transformers_dass.inference.precision.apply_precision's formats, for every model.
+              comparison); int8-dynamic and int8-torchao (DASS only, only when named: the two int8 routes of
+              transformers_dass.inference.int8, torch.ao's quantize_dynamic and torchao's quantize_, side by side).
+              bf16 and int8 are transformers_dass.inference.precision.apply_precision's formats, for every model.
   lengths     --seconds of audio: 10 s = 1024 frames (AST's input; both feature extractors pad 10 s to it),
               otherwise the kaldi frame count of that many seconds at 16 kHz (60 s = 5998 frames); CNN14 gets
               seconds x 32000 samples. Random weights and inputs (speed does not depend on them), seeded: every
@@ -72,8 +74,11 @@ from .timing import timed_rounds, timed_runs
 MODELS = ("ast", "cnn14", "small", "medium")
 DASS = ("small", "medium")
 PRECISIONS = ("fp32", "bf16", "bf16-autocast", "int8", "onnx")  # the formats users run
-# Every --precisions choice in report order: the formats and fp32-aten, DASS fp32 as it ran before its oneDNN linears.
-CHOICES = ("fp32", "fp32-aten", "bf16", "bf16-autocast", "int8", "onnx")
+# Every --precisions choice in report order: the formats and fp32-aten, DASS fp32 as it ran before its oneDNN linears,
+# and the two int8 routes by name (int8 is the library's default route; int8-dynamic: torch.ao's quantize_dynamic,
+# int8-torchao: torchao's quantize_ with Int8DynamicActivationInt8WeightConfig).
+CHOICES = ("fp32", "fp32-aten", "bf16", "bf16-autocast", "int8", "int8-dynamic", "int8-torchao", "onnx")
+INT8_ROUTE = {"int8-dynamic": "dynamic", "int8-torchao": "torchao"}
 LABELS = {"ast": "AST", "cnn14": "PANNs CNN14", "small": "DASS-small", "medium": "DASS-medium"}
 # What a full run measures of each model when --precisions is not given: CNN14 is a reference point in fp32.
 DEFAULT_PRECISIONS = {
@@ -186,6 +191,8 @@ def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
         return model
     from transformers_dass.inference.precision import apply_precision as library_apply
 
+    if precision in INT8_ROUTE:
+        return library_apply(model, "int8", int8_route=INT8_ROUTE[precision])
     return library_apply(model, LIBRARY_PRECISION[precision])
 
 

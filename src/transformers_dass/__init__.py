@@ -5,7 +5,11 @@ AutoModelForAudioClassification and AutoModelForAudioFrameClassification, so `fr
 `pipeline("audio-classification")` work without `trust_remote_code`.
 """
 
-from transformers import (
+from .utils.import_noise import silence_torchao_import_noise
+
+silence_torchao_import_noise()  # before transformers' modeling code imports torchao (where it is installed)
+
+from transformers import (  # noqa: E402
     AutoConfig,
     AutoFeatureExtractor,
     AutoModel,
@@ -13,9 +17,9 @@ from transformers import (
     AutoModelForAudioFrameClassification,
 )
 
-from .model.configuration_dass import DassConfig
-from .model.feature_extraction_dass import DassFeatureExtractor
-from .model.modeling_dass import (
+from .model.configuration_dass import DassConfig  # noqa: E402
+from .model.feature_extraction_dass import DassFeatureExtractor  # noqa: E402
+from .model.modeling_dass import (  # noqa: E402
     DassAudioClassifierOutput,
     DassForAudioClassification,
     DassForAudioFrameClassification,

@@ -4,7 +4,7 @@ These are the pieces of `inference.features.long_audio_features`, which equals
 `DassFeatureExtractor(max_length=None)(load_audio(path))` (within float32 rounding) without ever holding the
 waveform:
 
-- `stream_audio` decodes the file with soundfile block by block, downmixes each block as `load_audio` does
+- `stream_audio` decodes the file block by block (libsndfile, or PyAV for the containers it does not read), downmixes each block as `load_audio` does
   and resamples it with `BlockResampler`, which cuts the signal into the same fixed tiles as
   `audio.resample.resample` (each tile reading its own `2 * width` samples of context), so its output is that of
   the one-shot resampler;
@@ -33,7 +33,7 @@ from .fbank import (
     kaldi_mel_filters,
     num_frames,
 )
-from .io import CONVERT_HINT, check_audio_path, describe_source, warn_if_truncated
+from .io import CONVERT_HINT, SOUNDFILE_ERRORS, check_audio_path, describe_source, open_media, warn_if_truncated
 from .resample import BlockResampler, check_rate
 
 DEFAULT_BLOCK_SECONDS = 60.0
@@ -52,8 +52,8 @@ def stream_audio(
 
     Concatenated, the blocks are `audio_io.load_audio(path, sampling_rate)`. `progress`, if given, is
     called with the number of file frames read after each block. A WAV file shorter than its header
-    declares is read as far as it goes, with a warning (`audio_io.warn_if_truncated`) unless `warn_truncated`
-    is False.
+    declares (or a media stream shorter than its container declares) is read as far as it goes, with a warning
+    unless `warn_truncated` is False (which also silences the note on which of several audio streams is read).
 
     Raises:
         FileNotFoundError, ValueError: as `load_audio` (missing file, 0 bytes, undecodable, no samples, NaN/inf).
@@ -67,37 +67,54 @@ def stream_audio(
     check_audio_path(path, name)
     try:
         handle = soundfile.SoundFile(os.fspath(path))
-    except (soundfile.SoundFileError, RuntimeError) as err:
-        raise ValueError(f"could not decode {name}: {err}. {CONVERT_HINT}") from err
+    except SOUNDFILE_ERRORS as err:
+        with open_media(path, err, warn=warn_truncated) as media:
+            frames = max(1, int(block_seconds * media.rate))
+            yield from _resampled(media.blocks(frames, warn_truncated), media.rate, sampling_rate, name, progress)
+        return
     with handle:
-        resampler = BlockResampler(handle.samplerate, sampling_rate)
-        block_frames = max(1, int(block_seconds * handle.samplerate))
-        total = 0
-        while True:
-            try:
-                data = handle.read(block_frames, dtype="float32", always_2d=True)
-            except (soundfile.SoundFileError, RuntimeError) as err:
-                raise ValueError(f"could not decode {name} after {total} frames: {err}. {CONVERT_HINT}") from err
-            if data.shape[0] == 0:
-                break
-            if not np.isfinite(data).all():
-                raise ValueError(
-                    f"{name} contains NaN or infinite samples (after frame {total}); the file is corrupted or was "
-                    "written from a broken signal: regenerate or re-export it from a clean source"
-                )
-            total += data.shape[0]
-            out = resampler.push(data.mean(axis=1, dtype=np.float32))
-            if progress is not None:
-                progress(data.shape[0])
-            if out.shape[0]:
-                yield out
+        frames = max(1, int(block_seconds * handle.samplerate))
+        yield from _resampled(_soundfile_blocks(handle, frames, name), handle.samplerate, sampling_rate, name, progress)
         if warn_truncated:
-            warn_if_truncated(path, total, handle.samplerate)
-        if total == 0:
-            raise ValueError(f"{name} contains no audio samples (0 frames); pass a non-empty recording")
-        tail = resampler.finish()
-        if tail.shape[0]:
-            yield tail
+            warn_if_truncated(path, handle.tell(), handle.samplerate)
+
+
+def _soundfile_blocks(handle: soundfile.SoundFile, frames: int, name: str) -> Iterator[np.ndarray]:
+    """(frames, channels) float32 blocks of an open soundfile, until its end."""
+    total = 0
+    while True:
+        try:
+            data = handle.read(frames, dtype="float32", always_2d=True)
+        except SOUNDFILE_ERRORS as err:
+            raise ValueError(f"could not decode {name} after {total} frames: {err}. {CONVERT_HINT}") from err
+        if data.shape[0] == 0:
+            return
+        total += data.shape[0]
+        yield data
+
+
+def _resampled(blocks, file_rate: int, sampling_rate: int, name: str, progress) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at `sampling_rate` from (frames, channels) `blocks` at `file_rate`: the checks of
+    `load_audio` (finite samples, not empty), its downmix, and `BlockResampler`."""
+    resampler = BlockResampler(file_rate, sampling_rate)
+    total = 0
+    for data in blocks:
+        if not np.isfinite(data).all():
+            raise ValueError(
+                f"{name} contains NaN or infinite samples (after frame {total}); the file is corrupted or was "
+                "written from a broken signal: regenerate or re-export it from a clean source"
+            )
+        total += data.shape[0]
+        out = resampler.push(data.mean(axis=1, dtype=np.float32))
+        if progress is not None:
+            progress(data.shape[0])
+        if out.shape[0]:
+            yield out
+    if total == 0:
+        raise ValueError(f"{name} contains no audio samples (0 frames); pass a non-empty recording")
+    tail = resampler.finish()
+    if tail.shape[0]:
+        yield tail
 
 
 class FbankStream:

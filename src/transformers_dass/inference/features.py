@@ -12,11 +12,10 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import soundfile
 import torch
 
 from ..audio.fbank import FRAME_LENGTH_MS, frame_geometry, num_frames
-from ..audio.io import describe_source, load_audio
+from ..audio.io import audio_info, describe_source, load_audio
 from ..audio.stream import DEFAULT_BLOCK_SECONDS, FbankStream, stream_audio
 from ..model.feature_extraction_dass import DassFeatureExtractor
 
@@ -79,10 +78,10 @@ def _file_header(path) -> tuple[int | None, float | None]:
     """(rate in Hz, seconds) from the file's header; (None, None) when it cannot be read (the decoder then says
     why)."""
     try:
-        info = soundfile.info(os.fspath(path))
+        info = audio_info(path)
     except Exception:  # noqa: BLE001 - load_audio raises the real error, with its message, right after
         return None, None
-    return info.samplerate, (info.frames / info.samplerate if info.samplerate else None)
+    return info.rate, info.seconds
 
 
 def long_audio_features(
@@ -94,7 +93,8 @@ def long_audio_features(
     """Normalised DASS features of a whole audio file, read in blocks.
 
     Args:
-        path: a file soundfile can decode (any rate and channel count: downmixed and resampled).
+        path: a file libsndfile or PyAV (`[media]`) can decode (any rate and channel count: downmixed and resampled;
+            the first audio stream of a container with several).
         feature_extractor: whose settings to use (rate, mel bins, normalisation); the default extractor when
             None. Its `max_length` is ignored: every frame is kept, none is padded.
         block_seconds: seconds of file audio decoded at a time.
@@ -147,7 +147,7 @@ def _progress_bar(path, show: bool | None):
     from tqdm.auto import tqdm
 
     try:
-        frames = soundfile.info(os.fspath(path)).frames
+        frames = audio_info(path).frames
     except Exception:  # the stream raises the real error with its message
         frames = None
     total = 2 * frames if frames and frames > 0 else None

@@ -8,8 +8,9 @@
   uses AVX512-BF16 dot products or AMX tiles where the CPU has them); the selective scan keeps float32 state and
   accumulation. A few parameters stay float32, for the reasons in `DassPreTrainedModel._keep_in_fp32_modules_strict`.
   Without native bf16 instructions every bf16 operation is emulated through float32 and is slower than float32.
-- "int8": dynamic quantisation of the backbone's `nn.Linear` layers (weights int8 per output channel, activations
-  quantised per tensor at run time), the rest float32. The linears are ~90 % of DASS's multiply-adds.
+- "int8": the backbone's `nn.Linear` layers with int8 weights (per output channel) and activations quantised at run
+  time, the rest float32 (`int8.quantize_int8`: torch.ao's dynamic quantisation by default, torchao's `quantize_` as
+  the other route). The linears are ~90 % of DASS's multiply-adds.
 - "auto": bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX-BF16), float32 elsewhere.
 """
 
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .int8 import default_int8_route, keeps_float32, quantize_int8
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "int8")
 
@@ -127,14 +128,16 @@ def resolve_dtype(
             return "bfloat16", f"bfloat16: requested; this CPU has {unit}"
         return "bfloat16", f"bfloat16: requested; {capabilities.missing_bf16()}, so it is emulated (slower than float32)"
     if choice == "int8":
-        return "int8", "int8: requested; dynamic quantisation of the linear layers"
+        route = "torch.ao dynamic quantisation" if default_int8_route() == "dynamic" else "torchao"
+        return "int8", f"int8: requested; the linear layers quantised ({route})"
     return "float32", "float32: requested"
 
 
-def apply_precision(model: nn.Module, choice: str) -> nn.Module:
+def apply_precision(model: nn.Module, choice: str, int8_route: str | None = None) -> nn.Module:
     """`model` (a float32 DASS model) in the precision `choice` ("float32", "bfloat16" or "int8"; resolve "auto"
     first with `resolve_dtype`). float32 returns it unchanged; bfloat16 casts it in place; int8 returns a copy whose
-    backbone linears are dynamically quantised. Put the model in eval mode first: these are inference formats.
+    backbone linears are quantised by `int8_route` ("dynamic" or "torchao", see `int8.INT8_ROUTES`; None: the
+    default, `int8.default_int8_route()`). Put the model in eval mode first: these are inference formats.
 
     The forward still takes the float32 `input_values` of the feature extractor (it casts them to its parameters'
     dtype) and, the classification head staying float32, returns float32 logits.
@@ -147,14 +150,10 @@ def apply_precision(model: nn.Module, choice: str) -> nn.Module:
         return model
     if choice == "bfloat16":
         return _cast_keeping_float32(model, torch.bfloat16)
-    return _quantize_linears_int8(model)
+    return quantize_int8(model, int8_route)
 
 
-def _keeps_float32(model: nn.Module, name: str) -> bool:
-    """Whether parameter `name` belongs to one of the model's `_keep_in_fp32_modules_strict` (a module or parameter
-    name, as a whole component of the dotted name)."""
-    names = getattr(model, "_keep_in_fp32_modules_strict", None) or ()
-    return any(re.search(rf"(?:^|\.){re.escape(kept)}(?:\.|$)", name) for kept in names)
+_keeps_float32 = keeps_float32
 
 
 def _cast_keeping_float32(model: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -164,36 +163,3 @@ def _cast_keeping_float32(model: nn.Module, dtype: torch.dtype) -> nn.Module:
         if tensor.is_floating_point() and not _keeps_float32(model, name):
             tensor.data = tensor.data.to(dtype)
     return model
-
-
-def _quantize_linears_int8(model: nn.Module) -> nn.Module:
-    """A copy of `model` with the `nn.Linear` layers of its backbone dynamically quantised to int8.
-
-    Route: `torch.ao.quantization.quantize_dynamic`, still shipped (and working) in torch 2.13 though marked
-    deprecated in favour of torchao's `quantize_`. It needs no extra package and runs fbgemm's / oneDNN's int8
-    kernels (VNNI where the CPU has it). Weights per output channel (per-channel scales keep a few large rows from
-    costing the others their resolution), activations per tensor, computed at run time. The classifier (tiny: one
-    row per clip) stays float32 for float32 logits.
-    """
-    try:
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-    except ImportError as error:  # a torch without eager-mode quantisation
-        raise RuntimeError(
-            f"--dtype int8 needs torch.ao.quantization.quantize_dynamic, missing from torch {torch.__version__}: {error}. "
-            "Use --dtype bfloat16 or float32."
-        ) from error
-    engines = torch.backends.quantized.supported_engines
-    engine = "fbgemm" if "fbgemm" in engines else "onednn" if "onednn" in engines else None
-    if engine is None:
-        raise RuntimeError(f"this torch build has no int8 CPU engine (supported: {engines}); use --dtype bfloat16 or float32.")
-    torch.backends.quantized.engine = engine
-    backbone_linears = {
-        name: per_channel_dynamic_qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and not _keeps_float32(model, name + ".weight")
-    }
-    with warnings.catch_warnings():
-        # torch 2.13 announces the move of eager quantisation to torchao on every call; the API still works.
-        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
-        warnings.filterwarnings("ignore", message=r".*quantize_per_(tensor|channel).*deprecated")
-        return quantize_dynamic(model, backbone_linears, dtype=torch.qint8, inplace=False)

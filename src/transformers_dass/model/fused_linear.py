@@ -6,7 +6,9 @@ oneDNN picks its kernels by the CPU's features on any vendor (measured on Zen 5,
 MLP's 4x-wide hidden layer (in bf16, GELU then also sees the float32 product rather than its bf16 rounding).
 `torch.ops.mkldnn._linear_pointwise` is the op that torch.compile's CPU backend emits for this; it has no autograd
 formula, so it serves inference only: training, autocast, tracing for export and anything but a plain float32 or
-bfloat16 `nn.Linear` on the CPU take the ordinary path. The results are those of `F.gelu(layer(x))` up to the
+bfloat16 `nn.Linear` on the CPU take the ordinary path. So do quantised weights: torchao's `quantize_` keeps the
+`nn.Linear` but swaps its weight for a tensor subclass (`Int8Tensor`, whose `dtype` still reads float32) that
+implements `F.linear` and not the oneDNN op. The results are those of `F.gelu(layer(x))` up to the
 order of the float32 accumulation.
 """
 
@@ -26,9 +28,15 @@ def _onednn_linear_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def _plain_tensor(weight: torch.Tensor) -> bool:
+    """Whether `weight` is an ordinary tensor or parameter, not a subclass such as torchao's quantised weights."""
+    return type(weight) in (torch.Tensor, nn.Parameter)
+
+
 def _takes_onednn(layer: nn.Module, hidden_states: torch.Tensor) -> bool:
     return (
         type(layer) is nn.Linear
+        and _plain_tensor(layer.weight)
         and hidden_states.device.type == "cpu"
         and hidden_states.dtype in (torch.float32, torch.bfloat16)
         and layer.weight.dtype == hidden_states.dtype

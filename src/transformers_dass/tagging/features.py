@@ -8,14 +8,13 @@ gives a `DecodedInput` with its error instead of raising, so that one bad file d
 
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass
 
 import soundfile
 import torch
 
 from ..audio.decoding import decode_audio
+from ..audio.io import audio_info
 from ..inference.features import (
     LONG_FILE_SECONDS,
     RecordingFeatures,
@@ -108,8 +107,7 @@ def _value_rate(value) -> int | None:
             if value.get("sampling_rate"):
                 return int(value["sampling_rate"])
             value = value.get("bytes") or value.get("path")
-        source = io.BytesIO(value) if isinstance(value, (bytes, bytearray)) else os.fspath(value)
-        return soundfile.info(source).samplerate
+        return audio_info(value).rate
     except Exception:  # noqa: BLE001 - decode_audio raises the real error
         return None
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import soundfile
-
-from ..audio.io import CONVERT_HINT
+from ..audio.io import audio_info
 from ..inference.classify import classify_file
 from ..inference.loading import load_model
 from ..inference.timeline import Segment, Timeline, segments
@@ -56,7 +54,7 @@ def check_audio_file(path: str | os.PathLike, max_bytes: int, sampling_rate: int
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: empty, over `max_bytes`, not audio soundfile can read, or without samples.
+        ValueError: empty, over `max_bytes`, not audio libsndfile or PyAV (`[media]`) can read, or without samples.
     """
     name = os.path.basename(os.fspath(path))
     size = os.path.getsize(path)  # FileNotFoundError names the path
@@ -68,19 +66,20 @@ def check_audio_file(path: str | os.PathLike, max_bytes: int, sampling_rate: int
             "(an hour of 16 kHz mono WAV is 110 MiB): compress it to FLAC or OGG, or cut it"
         )
     try:
-        info = soundfile.info(os.fspath(path))
-    except (soundfile.SoundFileError, RuntimeError) as error:
-        raise ValueError(f"{name} is not an audio file this demo can read ({error}). {CONVERT_HINT}") from None
-    if info.frames <= 0:
+        info = audio_info(path)
+    except ValueError as error:
+        raise ValueError(f"{name} is not an audio file this demo can read: {error}") from None
+    if info.frames is not None and info.frames <= 0:
         raise ValueError(f"{name} holds no audio samples (truncated after its header?); upload a recording")
     converted = []
-    if info.samplerate != sampling_rate:
+    if info.rate != sampling_rate:
         converted.append(f"{sampling_rate / 1000:g} kHz")
     if info.channels != 1:
         converted.append("mono")
     note = f" (converted to {' '.join(converted)})" if converted else ""
     channels = "1 channel" if info.channels == 1 else f"{info.channels} channels"
-    return f"{info.samplerate} Hz, {channels}, {info.frames / info.samplerate:.2f} s{note}"
+    duration = f", {info.seconds:.2f} s" if info.seconds is not None else ""
+    return f"{info.rate} Hz, {channels}{duration}{note}"
 
 
 class Tagger:
