@@ -19,7 +19,7 @@ from transformers_dass.audio.resample import default_resampler, resample
 from .conftest import require_fixture
 
 EDGE = 100  # output samples ignored at each end, where the filters see the zero padding
-# Both resamplers where soxr (the [media] extra, in dev) is installed; the windowed sinc alone otherwise.
+# Both resamplers (soxr is a core dependency; the windowed sinc is kept by name and as its fallback).
 RESAMPLERS = ["sinc"] + (["soxr"] if default_resampler() == "soxr" else [])
 
 
@@ -164,7 +164,7 @@ def test_soxr_matches_the_analytic_tones(orig_sr):
     non-integer ratios (22.05 / 44.1 kHz, where the 7 kHz tone nears that edge), 3e-7 elsewhere. The windowed sinc
     reaches 3e-2 there (its Hann window's transition band begins below 7 kHz): 2e-3 separates the two by 10x both ways.
     """
-    pytest.importorskip("soxr", reason="soxr is the [media] extra (in dev)")
+    pytest.importorskip("soxr", reason="soxr, a core dependency, cannot be imported here")
     nyquist = min(orig_sr, 16000) / 2
     frequencies = [100.0, 1000.0] + [f * nyquist for f in (0.5, 0.75, 0.875)]
     x = sum(sine(f, orig_sr, seconds=1.0, amplitude=0.15) for f in frequencies)
@@ -180,7 +180,7 @@ def test_without_soxr_the_windowed_sinc_is_taken(monkeypatch):
     assert dispatch.default_resampler() == "sinc"
     x = np.random.default_rng(8).standard_normal(4410).astype(np.float32)
     np.testing.assert_array_equal(resample(x, 44100, 16000), resampling.resample(x, 44100, 16000))
-    with pytest.raises(ModuleNotFoundError, match=r'needs soxr, which is not installed: pip install "transformers-dass\[media\]"'):
+    with pytest.raises(ModuleNotFoundError, match=r"needs soxr \(a dependency of transformers-dass\), which cannot be imported: pip install soxr"):
         resample(x, 44100, 16000, resampler="soxr")
 
 

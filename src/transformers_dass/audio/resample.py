@@ -1,10 +1,11 @@
 """Resampling to the model's rate: one call (`resample`) or block by block (`BlockResampler`, for long files).
 
 Two resamplers (`RESAMPLERS`), chosen once per call:
-- "soxr": libsoxr through python-soxr (`soxr.resample` / `soxr.ResampleStream`, quality "HQ"), the `[media]` extra;
-  the default where it is installed: more accurate and faster than ours at every rate measured (BENCHMARKS.md,
+- "soxr": libsoxr through python-soxr (`soxr.resample` / `soxr.ResampleStream`, quality "HQ"), a core dependency
+  and the default: far more accurate than ours at every rate measured and as fast or faster (BENCHMARKS.md,
   "Resampling: soxr against the windowed-sinc resampler", `python -m scripts.bench.resample`);
-- "sinc": the package's windowed-sinc filter in torch (`audio.sinc`), the default without soxr.
+- "sinc": the package's windowed-sinc filter in torch (`audio.sinc`): asked for by name (the benchmark's baseline),
+  or the fallback where python-soxr cannot be imported (a platform without its wheels).
 
 Both return `ceil(samples * target_sr / orig_sr)` samples, and block by block the same samples as in one call
 (within float32 rounding for soxr, whose stream keeps its state in float32 as its one-shot call does).
@@ -60,7 +61,8 @@ def _check_resampler(resampler: str | None) -> str:
         raise ValueError(f"resampler must be one of {RESAMPLERS}, got {resampler!r}")
     if resampler == "soxr" and _soxr() is None:
         raise ModuleNotFoundError(
-            'resampler "soxr" needs soxr, which is not installed: pip install "transformers-dass[media]"', name="soxr"
+            'resampler "soxr" needs soxr (a dependency of transformers-dass), which cannot be imported: pip install soxr',
+            name="soxr",
         )
     return resampler
 

@@ -1,5 +1,5 @@
 """The package's own band-limited resampler, in torch: one call (`resample`) or block by block (`BlockResampler`, the
-same output for a signal that arrives in pieces). `audio.resample` takes it where soxr is not installed.
+same output for a signal that arrives in pieces). `audio.resample` takes it when asked by name, or where soxr cannot be imported.
 
 A windowed-sinc polyphase filter with the defaults of `torchaudio.functional.resample` (Hann window, 6 zero
 crossings, rolloff 0.99), computed in tiles of a fixed number of input samples so that the result does not
