@@ -221,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dass", description="DASS audio tagging (transformers-dass).")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    classify = commands.add_parser("classify", help="Print the top labels of audio files (wav/flac/ogg, any rate).")
+    classify = commands.add_parser(
+        "classify", help="Print the top labels of audio files (wav/flac/ogg/mp3; m4a/mp4/webm... with [media]; any rate)."
+    )
     classify.add_argument("files", nargs="+", metavar="FILE")
     classify.add_argument("--model", help=MODEL_HELP)
     classify.add_argument("--top-k", type=int, default=5, help="How many labels to print (default 5).")

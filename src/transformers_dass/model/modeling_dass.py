@@ -303,7 +303,9 @@ class DassModel(DassPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_input(input_values)
         if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < len(self.stages) for s in pooled_stages):
-            raise ValueError(f"`pooled_stages` must be stage indices in [0, {len(self.stages)}), got {pooled_stages!r}.")
+            raise ValueError(
+                f"`pooled_stages` must be stage indices in [0, {len(self.stages)}), got {pooled_stages!r}."
+            )
         if _clip_frames(attention_mask, input_values.shape) is not None:
             raise ValueError(
                 "attention_mask marks clips of different lengths: DassModel cannot stack their feature maps. Run "

@@ -109,10 +109,11 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
     with gr.Blocks(title="DASS: what does it hear?", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(
             "## DASS: what does it hear, and when?\n"
-            "Drop a recording of any length (wav, flac, ogg, mp3; any rate and channels, up to "
-            f"{limit}) or record one. The whole recording goes through the state-space model at once, no 10 s "
-            "windows: the top labels of the clip, then the scores of the strongest labels every 40 ms and the "
-            "segments where a score reaches the threshold."
+            "Drop a recording of any length (wav, flac, ogg, mp3; m4a, mp4, webm and other phone or video "
+            f"files with the [media] extra; any rate and channels, up to {limit}) or record one. The whole "
+            "recording goes through the state-space model at once, no 10 s windows: the top labels of the "
+            "clip, then the scores of the strongest labels every 40 ms and the segments where a score reaches "
+            "the threshold."
         )
         with gr.Row():
             with gr.Column():
