@@ -42,7 +42,8 @@ def reference_logits(model: DassForAudioFrameClassification, inputs: torch.Tenso
         for stage in config.frame_skip_stages:
             head = twin.frame_skips[str(stage)]
             steps = out.hidden_states[stage + 1][b].mean(dim=1).T  # (C, F', T') -> (T', C)
-            normed = F.layer_norm(steps, steps.shape[-1:], head.layernorm.weight, head.layernorm.bias, head.layernorm.eps)
+            norm = head.layernorm
+            normed = F.layer_norm(steps, steps.shape[-1:], norm.weight, norm.bias, norm.eps)
             scores = (normed @ head.proj.weight.T + head.proj.bias).numpy()
             stride = config.stage_step_frames(stage)
             total = total + numpy_upsampling(scores, frames, stride, stride // config.fine_step_frames)
@@ -99,7 +100,9 @@ def test_new_skips_start_at_zero_and_change_nothing(tmp_path):
         tmp_path / "plain", frame_skip_stages=[1, 2], output_loading_info=True
     )
     assert sorted(info["missing_keys"]) == sorted(
-        f"frame_skips.{s}.{name}" for s in (1, 2) for name in ("layernorm.weight", "layernorm.bias", "proj.weight", "proj.bias")
+        f"frame_skips.{s}.{name}"
+        for s in (1, 2)
+        for name in ("layernorm.weight", "layernorm.bias", "proj.weight", "proj.bias")
     )
     assert all(grown.frame_skips[s].proj.weight.abs().sum() == 0 for s in ("1", "2"))
     assert DassForAudioFrameClassification(grown.config).frame_skips["1"].proj.bias.abs().sum() == 0
