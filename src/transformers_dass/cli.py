@@ -6,7 +6,7 @@
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--median-filter SECONDS] [--top-labels K]
                   [--csv OUT] [--png OUT] [--scores OUT.tsv] [--dtype {auto,float32,bfloat16,int8}]
     dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--smoothing N]
-             [--median-filter SECONDS] [--batch-size N]
+             [--median-filter SECONDS] [--embeddings] [--batch-size N]
              [--num-workers N] [--dataset NAME_OR_PATH --split S --audio-column C]   (a table, resumable; torchrun)
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
     dass export --format onnx --output FILE [--model DIR] [--opset N]  (needs the [onnx] extra)
@@ -188,6 +188,7 @@ def _tag(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             smoothing=args.smoothing,
             median_filter_s=args.median_filter,
+            embeddings=args.embeddings,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             shard_size=args.shard_size,
@@ -317,6 +318,10 @@ def _add_tag_command(commands) -> None:
     tag.add_argument(
         "--median-filter", type=float, default=0.0, metavar="SECONDS",
         help="Segments: median filter over SECONDS after --smoothing, as for `dass timeline` (default 0: none).",
+    )  # fmt: skip
+    tag.add_argument(
+        "--embeddings", action="store_true",
+        help="Also each clip's embedding (the model's pooled last hidden state, float32) as a list column `embedding`.",
     )  # fmt: skip
     tag.add_argument(
         "--batch-size", type=int, default=None,
