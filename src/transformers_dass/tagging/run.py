@@ -352,7 +352,7 @@ def _run_options(
         "table_version": TABLE_VERSION,
         "model": model_fingerprint(model),
         "precision": precision,
-        "feature_extractor": hashlib.sha256(extractor.to_json_string().encode()).hexdigest()[:16],
+        "feature_extractor": extractor_fingerprint(extractor),
         "top_k": top_k,
         "clip_pooling": clip_pooling,
         "segments": segments,
@@ -365,6 +365,11 @@ def _run_options(
     if embeddings:  # recorded only when asked for, as median_filter_s: tables without the column still resume
         options.update(embeddings=True)
     return options
+
+
+def extractor_fingerprint(extractor) -> str:
+    """A short hash of the feature extractor's settings (what decides the features)."""
+    return hashlib.sha256(extractor.to_json_string().encode()).hexdigest()[:16]
 
 
 def model_fingerprint(model) -> str:
