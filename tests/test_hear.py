@@ -55,6 +55,9 @@ def test_shapes_dtypes_and_timestamps(model, seconds):
     np.testing.assert_array_equal(times[1].numpy(), 40.0 * np.arange(steps) + 20.0)
     assert torch.equal(times[0], times[2]) and bool(torch.all(torch.diff(times, dim=1) <= 50.0))
     assert torch.isfinite(embeddings).all() and torch.isfinite(scenes).all()
+    probe = torch.nn.Linear(model.scene_embedding_size, 2)
+    probe(scenes).sum().backward()  # plain tensors (not inference tensors): a probe trains on them
+    assert probe.weight.grad is not None
 
 
 def test_batch_independence_and_determinism(model):

@@ -97,7 +97,6 @@ def test_read_out_embeddings_come_from_the_same_forward_on_both_paths(model_dir,
     torch.testing.assert_close(readouts.embeddings, reference, atol=EMBEDDING_TOL, rtol=0)
     # the classifier's input: its logits are the mean readout (the same float32 linear map of the same tensor; only
     # the GEMM's blocking may differ: 32-term sums, within 32 * 2^-24 = 2e-6 of their size)
-    with torch.no_grad():
-        logits = model.classifier(readouts.embeddings)
+    logits = model.classifier(readouts.embeddings)  # a plain tensor: usable with autograd on, as a probe would
     torch.testing.assert_close(logits, readouts.clip_logits["mean"], atol=1e-5, rtol=1e-5)
     assert read_out(model, features, ["mean"]).embeddings is None

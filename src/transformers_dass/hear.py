@@ -60,7 +60,7 @@ class DassHearModel(torch.nn.Module):
         waveforms = audio.detach().to("cpu", torch.float32).numpy()
         recordings = [waveform_features(np.ascontiguousarray(w), self.extractor) for w in waveforms]
         features = torch.stack([r.input_values for r in recordings]).to(next(self.dass.parameters()).device)
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: the embeddings may feed a probe that is trained
             output = self.dass(features, return_dict=True)
         steps = output.last_hidden_state.mean(dim=2).transpose(1, 2)  # (n, C, F', T') -> (n, T', C)
         return output.pooler_output.float(), steps.float(), recordings[0].audio_frames

@@ -245,5 +245,5 @@ def read_out(
         frame_logits=output.frame_logits,
         clip_logits=clip,
         fine_frame_logits=output.fine_frame_logits,
-        embeddings=pooled[0].float() if embeddings else None,
+        embeddings=pooled[0].float().clone() if embeddings else None,  # a clone: a normal tensor, a probe may train on it
     )
