@@ -372,12 +372,12 @@ def _add_similar_command(commands) -> None:
     )
     similar.add_argument("query", metavar="QUERY", help="The audio file to search with.")
     similar.add_argument("--index", required=True, metavar="TABLE", help="A table written by `dass tag --embeddings`.")
-    similar.add_argument("--model", help="The model the table was tagged with (checked against its OUT.parts/run.json).")
+    similar.add_argument("--model", help="The model the table was tagged with (checked against OUT.parts/run.json).")
     similar.add_argument(
         "--dtype", choices=DTYPE_CHOICES, default=None,
         help="Precision of the query's forward; default: the table's, as its run.json records it (else float32).",
     )  # fmt: skip
-    similar.add_argument("--top-k", type=int, default=10, help="Recordings to list, the most similar first (default 10).")
+    similar.add_argument("--top-k", type=int, default=10, help="Recordings to list, most similar first (default 10).")
     similar.add_argument("--json", action="store_true", help="A JSON list of {id, path, score} instead of lines.")
     similar.set_defaults(handler=_similar)
 

@@ -56,7 +56,8 @@ class DassHearModel(torch.nn.Module):
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(scene (n, D), step embeddings (n, steps, D) at 0.32 s, input frames holding audio) of audio (n, samples)."""
         if audio.ndim != 2 or audio.shape[0] == 0:
-            raise ValueError(f"audio must be (n_sounds, samples) at {self.sample_rate} Hz, got shape {tuple(audio.shape)}")
+            shape = tuple(audio.shape)
+            raise ValueError(f"audio must be (n_sounds, samples) at {self.sample_rate} Hz, got shape {shape}")
         waveforms = audio.detach().to("cpu", torch.float32).numpy()
         recordings = [waveform_features(np.ascontiguousarray(w), self.extractor) for w in waveforms]
         features = torch.stack([r.input_values for r in recordings]).to(next(self.dass.parameters()).device)
@@ -89,7 +90,8 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: DassHearModel) -> tuple
     factor = frames_per_step // TIMESTAMP_STEP_FRAMES
     kept = num_steps(audio_frames, TIMESTAMP_STEP_FRAMES)
     embeddings = upsample_frame_logits(steps, factor, kept).contiguous()
-    # step k covers input frames [4k, 4k + 4), frame i starting at i * 10 ms (`model.steps`' grid): centre (k + 1/2) 40 ms
+    # step k covers input frames [4k, 4k + 4), frame i starting at i * 10 ms (`model.steps`' grid): its centre is
+    # at (k + 1/2) 40 ms
     centres = (torch.arange(kept, dtype=torch.float64) + 0.5) * TIMESTAMP_STEP_FRAMES * FRAME_SHIFT_MS
     times = centres.to(torch.float32).to(embeddings.device).expand(steps.shape[0], kept).contiguous()
     return embeddings, times

@@ -103,7 +103,9 @@ def analyse_batch(
             )
         embedding = readouts.embeddings[b].cpu() if embeddings else None
         analyses.append(
-            Analysis(labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s, embedding=embedding)
+            Analysis(
+                labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s, embedding=embedding
+            )
         )
     return analyses
 

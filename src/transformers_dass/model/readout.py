@@ -222,7 +222,10 @@ def read_out(
     pooled: list[torch.Tensor] = []
     # The classifier's outputs do not carry the pooled state; a hook on the base model keeps it from this forward
     # (on the standard and the lean path alike), rather than running the model a second time.
-    hook = model.dass.register_forward_hook(lambda _m, _i, out: pooled.append(out.pooler_output)) if embeddings else None
+    def keep(_module, _inputs, output):
+        pooled.append(output.pooler_output)
+
+    hook = model.dass.register_forward_hook(keep) if embeddings else None
     try:
         with torch.inference_mode():
             output = model(
@@ -245,5 +248,5 @@ def read_out(
         frame_logits=output.frame_logits,
         clip_logits=clip,
         fine_frame_logits=output.fine_frame_logits,
-        embeddings=pooled[0].float().clone() if embeddings else None,  # a clone: a normal tensor, a probe may train on it
+        embeddings=pooled[0].float().clone() if embeddings else None,  # a clone: a plain tensor a probe can train on
     )

@@ -56,7 +56,8 @@ class EmbeddingIndex:
 
     def __init__(self, ids: list[str], paths: list[str | None], vectors: np.ndarray):
         if vectors.ndim != 2 or len(ids) != vectors.shape[0] or len(paths) != len(ids):
-            raise ValueError(f"an index needs one id, path and vector per row; got {len(ids)}, {len(paths)}, {vectors.shape}")
+            counts = f"{len(ids)}, {len(paths)}, {vectors.shape}"
+            raise ValueError(f"an index needs one id, path and vector per row; got {counts}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.ids = ids
         self.paths = paths
@@ -78,7 +79,9 @@ class EmbeddingIndex:
             ValueError: the table has no `embedding` column, no row with one, or rows of different lengths.
         """
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no index table {path}: make one with `dass tag INPUT... --output {path} --embeddings`")
+            raise FileNotFoundError(
+                f"no index table {path}: make one with `dass tag INPUT... --output {path} --embeddings`"
+            )
         ids, paths, vectors = _read_parquet(path) if table_format(path) == "parquet" else _read_text(path)
         if not ids:
             raise ValueError(f"{path} has no row with an embedding (every input failed?)")
@@ -118,7 +121,8 @@ def _read_parquet(path) -> tuple[list[str], list[str | None], np.ndarray]:
     if len(lengths) > 1:
         raise ValueError(f"{path} holds embeddings of different lengths {sorted(lengths)}: one table, one model")
     values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return table["id"].to_pylist(), table["path"].to_pylist(), values.reshape(len(table), lengths.pop() if lengths else 0)
+    vectors = values.reshape(len(table), lengths.pop() if lengths else 0)
+    return table["id"].to_pylist(), table["path"].to_pylist(), vectors
 
 
 def _read_text(path) -> tuple[list[str], list[str | None], np.ndarray]:
