@@ -6,8 +6,9 @@
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--median-filter SECONDS] [--top-labels K]
                   [--csv OUT] [--png OUT] [--scores OUT.tsv] [--dtype {auto,float32,bfloat16,int8}]
     dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--smoothing N]
-             [--median-filter SECONDS] [--batch-size N]
+             [--median-filter SECONDS] [--embeddings] [--batch-size N]
              [--num-workers N] [--dataset NAME_OR_PATH --split S --audio-column C]   (a table, resumable; torchrun)
+    dass similar QUERY --index TABLE [--model DIR] [--top-k K] [--json]   (rank a `dass tag --embeddings` table)
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
     dass export --format onnx --output FILE [--model DIR] [--opset N]  (needs the [onnx] extra)
 
@@ -188,6 +189,7 @@ def _tag(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             smoothing=args.smoothing,
             median_filter_s=args.median_filter,
+            embeddings=args.embeddings,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             shard_size=args.shard_size,
@@ -209,6 +211,23 @@ def _tag(args: argparse.Namespace) -> int:
         print(f"dass tag: ... and {more} more: see the error column of {args.output}", file=sys.stderr)
     print(f"dass tag: {summary.describe()}")
     return 2 if summary.failed else 0
+
+
+def _similar(args: argparse.Namespace) -> int:
+    """Print the --top-k recordings of --index most similar to QUERY, best first (or as JSON)."""
+    from .tagging.similar import similar
+
+    try:
+        matches = similar(args.query, args.index, model=args.model, top_k=args.top_k, dtype=args.dtype)
+    except ImportError as error:
+        print(f"dass similar: error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([{"id": m.id, "path": m.path, "score": m.score} for m in matches], indent=2))
+    else:
+        for rank, match in enumerate(matches, 1):
+            print(f"{rank:4d}  {match.score:.4f}  {match.id}")
+    return 0
 
 
 MODEL_HELP = (
@@ -283,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, help="ONNX opset (>= 18; default: the exporter's).")
     export.set_defaults(handler=_export)
     _add_tag_command(commands)
+    _add_similar_command(commands)
     from .webapp import (
         add_demo_command,  # `dass demo`: the web page and API, transformers_dass.webapp
     )
@@ -319,6 +339,10 @@ def _add_tag_command(commands) -> None:
         help="Segments: median filter over SECONDS after --smoothing, as for `dass timeline` (default 0: none).",
     )  # fmt: skip
     tag.add_argument(
+        "--embeddings", action="store_true",
+        help="Also each clip's embedding (the model's pooled last hidden state, float32) as a list column `embedding`.",
+    )  # fmt: skip
+    tag.add_argument(
         "--batch-size", type=int, default=None,
         help="Clips per forward; only clips of one length are batched (default: 8 on a GPU, 1 on the CPU).",
     )  # fmt: skip
@@ -340,6 +364,22 @@ def _add_tag_command(commands) -> None:
     tag.add_argument("--device", help="cpu, cuda or cuda:N (default: the process's GPU if there is one, else the CPU).")
     tag.add_argument("--no-progress", action="store_true", help="No progress bar (default: one when stderr is a terminal).")
     tag.set_defaults(handler=_tag)
+
+
+def _add_similar_command(commands) -> None:
+    similar = commands.add_parser(
+        "similar", help="Search by example: the recordings of a `dass tag --embeddings` table most like QUERY (cosine)."
+    )
+    similar.add_argument("query", metavar="QUERY", help="The audio file to search with.")
+    similar.add_argument("--index", required=True, metavar="TABLE", help="A table written by `dass tag --embeddings`.")
+    similar.add_argument("--model", help="The model the table was tagged with (checked against OUT.parts/run.json).")
+    similar.add_argument(
+        "--dtype", choices=DTYPE_CHOICES, default=None,
+        help="Precision of the query's forward; default: the table's, as its run.json records it (else float32).",
+    )  # fmt: skip
+    similar.add_argument("--top-k", type=int, default=10, help="Recordings to list, most similar first (default 10).")
+    similar.add_argument("--json", action="store_true", help="A JSON list of {id, path, score} instead of lines.")
+    similar.set_defaults(handler=_similar)
 
 
 def main(argv: list[str] | None = None) -> int:

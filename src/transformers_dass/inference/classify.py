@@ -40,12 +40,15 @@ class Analysis:
         clip_pooling: the clip readout used (`readout.choose_clip_pooling` for the recording's length).
         timeline: the scores of every step over the recording, when asked for; else None.
         duration_s: seconds of audio.
+        embedding: the clip embedding, (hidden_size,) float32 (`DassModel`'s `pooler_output`), when asked for;
+            else None.
     """
 
     labels: list[dict]
     clip_pooling: str
     timeline: Timeline | None
     duration_s: float
+    embedding: torch.Tensor | None = None
 
 
 def analyse_batch(
@@ -57,6 +60,7 @@ def analyse_batch(
     smoothing: int = 1,
     show_progress: bool = False,
     median_filter_s: float = 0.0,
+    embeddings: bool = False,
 ) -> list[Analysis]:
     """Labels (and timelines) of recordings whose `input_values` have the same number of frames, in one forward.
 
@@ -68,6 +72,7 @@ def analyse_batch(
         timeline: also the per-step scores, smoothed over `smoothing` steps (odd; 1 = none), then median-filtered
             over `median_filter_s` seconds (0 = none; `postprocessing.median_filter`).
         show_progress: progress bar over the layers on the lean path of long inputs.
+        embeddings: also each recording's clip embedding (`Analysis.embedding`), from the same forward.
     """
     config = model.config
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= config.num_labels:
@@ -81,7 +86,9 @@ def analyse_batch(
     pooling = choose_clip_pooling(clip_pooling, config.clip_pooling, frames, config.training_length_frames)
     device = next(model.parameters()).device
     features = torch.stack([item.input_values for item in recordings]).to(device)
-    readouts = read_out(model, features, [pooling], show_progress=show_progress, fine_steps=timeline)
+    readouts = read_out(
+        model, features, [pooling], show_progress=show_progress, fine_steps=timeline, embeddings=embeddings
+    )
     scores, indices = label_scores(readouts.clip_logits[pooling], config.problem_type).float().topk(top_k, dim=-1)
     analyses = []
     for b, item in enumerate(recordings):
@@ -94,7 +101,12 @@ def analyse_batch(
             steps = timeline_of_frame_logits(
                 model, readouts.fine_frame_logits[b], item.audio_frames, smoothing, median_filter_s=median_filter_s
             )
-        analyses.append(Analysis(labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s))
+        embedding = readouts.embeddings[b].cpu() if embeddings else None
+        analyses.append(
+            Analysis(
+                labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s, embedding=embedding
+            )
+        )
     return analyses
 
 

@@ -185,11 +185,15 @@ class Readouts:
         clip_logits: {pooling: (batch, num_labels)} for each requested readout; "mean" is the model's `logits`.
         fine_frame_logits: (batch, steps, num_labels), the frame model's scores (`DassForAudioFrameClassification`,
             40 ms steps by default) when asked for with `fine_steps=True`, else None.
+        embeddings: (batch, hidden_size) float32, the clip embedding (`DassModel`'s `pooler_output`: the last
+            hidden state averaged over frequency and time, the classifier's input) when asked for with
+            `embeddings=True`, else None.
     """
 
     frame_logits: torch.Tensor
     clip_logits: dict[str, torch.Tensor]
     fine_frame_logits: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
 
 
 def read_out(
@@ -198,6 +202,7 @@ def read_out(
     poolings: Sequence[str] = ("mean",),
     show_progress: bool = False,
     fine_steps: bool = False,
+    embeddings: bool = False,
     **forward_kwargs,
 ) -> Readouts:
     """Frame scores and clip readouts of a `DassForAudioClassification` from one forward in inference mode.
@@ -208,11 +213,19 @@ def read_out(
         poolings: the readouts wanted, each one of `CLIP_POOLINGS` (may be empty: frame scores only).
         show_progress: progress bar over the layers on the lean path.
         fine_steps: also the frame model's scores (`Readouts.fine_frame_logits`): what a timeline shows.
+        embeddings: also the clip embeddings (`Readouts.embeddings`), taken from the same forward.
         forward_kwargs: passed to the forward (e.g. `inference_mode`).
     """
     poolings = [check_clip_pooling(p, "poolings") for p in poolings]
     was_training = model.training
     model.eval()
+    pooled: list[torch.Tensor] = []
+    # The classifier's outputs do not carry the pooled state; a hook on the base model keeps it from this forward
+    # (on the standard and the lean path alike), rather than running the model a second time.
+    def keep(_module, _inputs, output):
+        pooled.append(output.pooler_output)
+
+    hook = model.dass.register_forward_hook(keep) if embeddings else None
     try:
         with torch.inference_mode():
             output = model(
@@ -225,8 +238,15 @@ def read_out(
             )
     finally:
         model.train(was_training)
+        if hook is not None:
+            hook.remove()
     clip = {
         p: output.logits if p == "mean" else pool_frame_logits(output.frame_logits, p, output.attention_logits)
         for p in poolings
     }
-    return Readouts(frame_logits=output.frame_logits, clip_logits=clip, fine_frame_logits=output.fine_frame_logits)
+    return Readouts(
+        frame_logits=output.frame_logits,
+        clip_logits=clip,
+        fine_frame_logits=output.fine_frame_logits,
+        embeddings=pooled[0].float().clone() if embeddings else None,  # a clone: a plain tensor a probe can train on
+    )

@@ -28,6 +28,7 @@ class Predictor:
         segments: also the (start, end, label, score) runs at or above `threshold` of `dass timeline`.
         smoothing: the timeline's moving average in steps (odd; 1 = none).
         median_filter_s: the timeline's median filter in seconds, after the moving average (0 = none).
+        embeddings: also the clip embedding (`DassModel`'s `pooler_output`, float32) as a list of hidden_size floats.
     """
 
     model: object
@@ -38,6 +39,7 @@ class Predictor:
     smoothing: int = 1
     batch_size: int = 8
     median_filter_s: float = 0.0
+    embeddings: bool = False
 
     def rows(self, batch: list[DecodedInput], inputs: list[TagInput]) -> list[dict]:
         """Rows of a batch of inputs whose `input_values` all have the same frame count: one forward gives the
@@ -46,7 +48,7 @@ class Predictor:
         recordings = [RecordingFeatures(item.input_values, item.audio_frames, item.duration_s) for item in batch]
         analyses = analyse_batch(
             self.model, recordings, top_k=self.top_k, clip_pooling=self.clip_pooling, timeline=self.segments,
-            smoothing=self.smoothing, median_filter_s=self.median_filter_s,
+            smoothing=self.smoothing, median_filter_s=self.median_filter_s, embeddings=self.embeddings,
         )  # fmt: skip
         rows = []
         for item, analysis in zip(batch, analyses):
@@ -63,12 +65,14 @@ class Predictor:
             }
             if self.segments:
                 row["segments"] = [segment.as_row() for segment in segments(analysis.timeline, self.threshold)]
+            if self.embeddings:
+                row["embedding"] = analysis.embedding.tolist()  # float32 values, exact as Python floats
             rows.append(row)
         return rows
 
 
-def error_row(item: DecodedInput, source: TagInput, segments: bool) -> dict:
-    """The row of an input that could not be tagged: its id, path and error, no labels."""
+def error_row(item: DecodedInput, source: TagInput, segments: bool, embeddings: bool = False) -> dict:
+    """The row of an input that could not be tagged: its id, path and error, no labels (nor embedding)."""
     row = {
         "id": source.id,
         "path": source.path,
@@ -81,4 +85,6 @@ def error_row(item: DecodedInput, source: TagInput, segments: bool) -> dict:
     }
     if segments:
         row["segments"] = None
+    if embeddings:
+        row["embedding"] = None
     return row

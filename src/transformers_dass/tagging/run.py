@@ -105,6 +105,7 @@ def tag(
     threshold: float = 0.5,
     smoothing: int = 1,
     median_filter_s: float = 0.0,
+    embeddings: bool = False,
     batch_size: int | None = None,
     num_workers: int | None = None,
     shard_size: int = 256,
@@ -127,6 +128,8 @@ def tag(
         top_k, clip_pooling: as `dass classify --top-k --clip-pooling`; the rows equal its results.
         segments, threshold, smoothing, median_filter_s: also `dass timeline`'s segments (runs of steps scoring >=
             threshold, after its moving average and median filter).
+        embeddings: also each row's clip embedding, `embedding`: `DassModel`'s `pooler_output` (the last hidden
+            state averaged over frequency and time, float32, `config.hidden_size` values), from the same forward.
         batch_size: clips per forward; only clips of the same length are batched. Default: 8 on a GPU, 1 on the
             CPU (where a batch costs as much per clip as clips one by one, and smaller batches start sooner).
         num_workers: DataLoader processes decoding and computing features (0: in this process); default: the
@@ -156,8 +159,8 @@ def tag(
         _check_options(top_k, clip_pooling, threshold, smoothing, median_filter_s, batch_size, shard_size)
         return _run(
             ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column,
-            manifest_column, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, batch_size,
-            num_workers, shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
+            manifest_column, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings,
+            batch_size, num_workers, shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
         )  # fmt: skip
     finally:
         ranks.close()
@@ -165,8 +168,8 @@ def tag(
 
 def _run(
     ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column, manifest_column,
-    top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, batch_size, num_workers, shard_size,
-    overwrite, retry_failed, dtype, show_progress, long_file_seconds,
+    top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings, batch_size, num_workers,
+    shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
 ) -> TagSummary:  # fmt: skip
     if output is not None and table_format(output) == "parquet":
         require_pyarrow()  # before any work, not at the first shard
@@ -183,12 +186,13 @@ def _run(
         id_column=id_column, warn=ranks.rank == 0,
     )  # fmt: skip
     ids = [item.id for item in found.items]
-    store = RunStore(output, segments) if output is not None else None
+    store = RunStore(output, segments, embeddings) if output is not None else None
     done: set[str] = set()
     if store is not None:
         options = _run_options(
-            model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, store
-        )
+            model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s,
+            embeddings, store,
+        )  # fmt: skip
         store.check(options, overwrite)
         ranks.barrier()
         if ranks.rank == 0:
@@ -205,7 +209,7 @@ def _run(
     model.to(ranks.device)
     predictor = Predictor(
         model, top_k, clip_pooling, segments, threshold, smoothing,
-        batch_size=batch_size, median_filter_s=median_filter_s,
+        batch_size=batch_size, median_filter_s=median_filter_s, embeddings=embeddings,
     )  # fmt: skip
     writer = store.writer(ranks.rank, shard_size) if store is not None else None
     kept: list[dict] = []
@@ -274,7 +278,7 @@ def _tag_share(found, positions, extractor, predictor, emit, ranks, num_workers,
     try:
         for item in loader:
             if item.error is not None:
-                emit([error_row(item, found.items[item.position], predictor.segments)])
+                emit([error_row(item, found.items[item.position], predictor.segments, predictor.embeddings)])
                 tagged += 1
                 bar.update(1)
                 continue
@@ -339,15 +343,16 @@ def _check_options(top_k, clip_pooling, threshold, smoothing, median_filter_s, b
 
 
 def _run_options(
-    model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, store
-) -> dict:
+    model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings,
+    store,
+) -> dict:  # fmt: skip
     """What decides the rows, recorded in OUT.parts/run.json: a rerun must match it to resume. `model` is the
     model as loaded or given; `precision` the dtype applied to it for the run (None: none)."""
     options = {
         "table_version": TABLE_VERSION,
         "model": model_fingerprint(model),
         "precision": precision,
-        "feature_extractor": hashlib.sha256(extractor.to_json_string().encode()).hexdigest()[:16],
+        "feature_extractor": extractor_fingerprint(extractor),
         "top_k": top_k,
         "clip_pooling": clip_pooling,
         "segments": segments,
@@ -357,7 +362,14 @@ def _run_options(
         options.update(threshold=threshold, smoothing=smoothing)
         if median_filter_s:  # recorded only when used: tables written before the option existed still resume
             options.update(median_filter_s=median_filter_s)
+    if embeddings:  # recorded only when asked for, as median_filter_s: tables without the column still resume
+        options.update(embeddings=True)
     return options
+
+
+def extractor_fingerprint(extractor) -> str:
+    """A short hash of the feature extractor's settings (what decides the features)."""
+    return hashlib.sha256(extractor.to_json_string().encode()).hexdigest()[:16]
 
 
 def model_fingerprint(model) -> str:

@@ -35,11 +35,12 @@ class RunOptionsError(ValueError):
 class RunStore:
     """The shards folder and final table of one output path."""
 
-    def __init__(self, output: str | os.PathLike, with_segments: bool):
+    def __init__(self, output: str | os.PathLike, with_segments: bool, with_embeddings: bool = False):
         self.output = Path(output)
         self.kind = table_format(self.output)
         self.parts = self.output.with_name(self.output.name + ".parts")
         self.with_segments = with_segments
+        self.with_embeddings = with_embeddings
 
     def check(self, options: dict, overwrite: bool) -> None:
         """Raise `RunOptionsError` unless a run with `options` may write here: nothing there yet, a run with
@@ -105,7 +106,7 @@ class RunStore:
                 "writing them; rerun the same command to tag them"
             )
         table = [found[key] for key in ids]
-        write_rows(self.output, table, self.with_segments, self.kind)
+        write_rows(self.output, table, self.with_segments, self.kind, self.with_embeddings)
         return table
 
 
@@ -139,5 +140,5 @@ class ShardWriter:
 
     def _write(self, rows: list[dict]) -> None:
         name = f"rank{self.rank:05d}-{self._next:06d}.{self.store.kind}"
-        write_rows(self.store.parts / name, rows, self.store.with_segments, self.store.kind)
+        write_rows(self.store.parts / name, rows, self.store.with_segments, self.store.kind, self.store.with_embeddings)
         self._next += 1

@@ -10,9 +10,11 @@ Columns:
     clip_pooling  str     the readout used (mean or max)
     error         str     why the input could not be tagged (then labels, scores are null); null otherwise
     segments      [{start_s, end_s, label, score}]   only with `--segments`: `dass timeline`'s segments
+    embedding     [float32]  only with `--embeddings`: the clip embedding (hidden_size values; `DassModel`'s
+                  `pooler_output`, the classifier's input); null in a row with an error
 
 Parquet keeps the lists as lists (`datasets.load_dataset("parquet", data_files=...)`, `pandas.read_parquet`);
-JSONL as JSON arrays; CSV holds `labels`, `scores` and `segments` as JSON text in their cells. Parquet needs
+JSONL as JSON arrays; CSV holds `labels`, `scores`, `segments` and `embedding` as JSON text in their cells. Parquet needs
 pyarrow (`pip install "transformers-dass[tag]"`), imported only when asked for.
 """
 
@@ -31,7 +33,8 @@ __all__ = ["COLUMNS", "PARQUET_HINT", "read_rows", "table_format", "write_rows"]
 
 COLUMNS = ("id", "path", "duration_s", "sample_rate", "labels", "scores", "clip_pooling", "error")
 SEGMENTS_COLUMN = "segments"
-JSON_IN_CSV = ("labels", "scores", "segments")
+EMBEDDING_COLUMN = "embedding"
+JSON_IN_CSV = ("labels", "scores", "segments", "embedding")
 PARQUET_HINT = install_hint("tag")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -41,24 +44,26 @@ def table_format(path: str | os.PathLike) -> str:
     return FORMATS.get(Path(path).suffix.lower(), "parquet")
 
 
-def columns(with_segments: bool) -> tuple[str, ...]:
-    return COLUMNS + ((SEGMENTS_COLUMN,) if with_segments else ())
+def columns(with_segments: bool, with_embeddings: bool = False) -> tuple[str, ...]:
+    return COLUMNS + ((SEGMENTS_COLUMN,) if with_segments else ()) + ((EMBEDDING_COLUMN,) if with_embeddings else ())
 
 
-def write_rows(path: str | os.PathLike, rows: list[dict], with_segments: bool, kind: str | None = None) -> None:
-    """Write `rows` (dicts with `columns(with_segments)`) to `path` in `kind` (default: by its extension),
-    atomically: into a temporary file first, renamed over `path` once complete, so that a kill never leaves a
+def write_rows(
+    path: str | os.PathLike, rows: list[dict], with_segments: bool, kind: str | None = None, with_embeddings: bool = False
+) -> None:
+    """Write `rows` (dicts with `columns(with_segments, with_embeddings)`) to `path` in `kind` (default: by
+    its extension), atomically: into a temporary file first, renamed over `path` once complete, so that a kill never leaves a
     half-written table."""
     kind = kind or table_format(path)
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         if kind == "parquet":
-            _write_parquet(temporary, rows, with_segments)
+            _write_parquet(temporary, rows, with_segments, with_embeddings)
         elif kind == "csv":
-            _write_csv(temporary, rows, with_segments)
+            _write_csv(temporary, rows, columns(with_segments, with_embeddings))
         else:
-            _write_jsonl(temporary, rows, with_segments)
+            _write_jsonl(temporary, rows, columns(with_segments, with_embeddings))
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -83,7 +88,7 @@ def require_pyarrow():
     return require("pyarrow", "tag", "Parquet output")
 
 
-def parquet_schema(with_segments: bool):
+def parquet_schema(with_segments: bool, with_embeddings: bool = False):
     pa = require_pyarrow()
     fields = [
         pa.field("id", pa.string()),
@@ -100,17 +105,18 @@ def parquet_schema(with_segments: bool):
             [(name, pa.string() if name == "label" else pa.float64()) for name in SEGMENT_FIELDS]
         )
         fields.append(pa.field(SEGMENTS_COLUMN, pa.list_(segment)))
+    if with_embeddings:
+        fields.append(pa.field(EMBEDDING_COLUMN, pa.list_(pa.float32())))  # the model's own float32, no rounding
     return pa.schema(fields)
 
 
-def _write_parquet(path: Path, rows: list[dict], with_segments: bool) -> None:
+def _write_parquet(path: Path, rows: list[dict], with_segments: bool, with_embeddings: bool) -> None:
     pa = require_pyarrow()
-    table = pa.Table.from_pylist(rows, schema=parquet_schema(with_segments))
+    table = pa.Table.from_pylist(rows, schema=parquet_schema(with_segments, with_embeddings))
     pa.parquet.write_table(table, str(path))
 
 
-def _write_csv(path: Path, rows: list[dict], with_segments: bool) -> None:
-    names = columns(with_segments)
+def _write_csv(path: Path, rows: list[dict], names: tuple[str, ...]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
@@ -144,8 +150,7 @@ def _from_csv(row: dict) -> dict:
     return out
 
 
-def _write_jsonl(path: Path, rows: list[dict], with_segments: bool) -> None:
-    names = columns(with_segments)
+def _write_jsonl(path: Path, rows: list[dict], names: tuple[str, ...]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps({name: _json_value(row.get(name)) for name in names}) + "\n")
