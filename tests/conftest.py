@@ -3,6 +3,7 @@ torchaudio; see tests/fixtures/README.md), so a clone from anywhere runs every p
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,19 @@ def require_fixture(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"reference fixture {path} is missing from the repository (restore it with git checkout)")
     return path
+
+
+def hide_package(monkeypatch, package: str) -> None:
+    """Make `import package` (and its submodules) fail as if it were not installed, for this test only: what a user
+    without that optional dependency sees."""
+    real_import = builtins.__import__
+
+    def without_package(name, *args, **kwargs):
+        if name.split(".")[0] == package:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_package)
 
 
 @pytest.fixture(scope="session")

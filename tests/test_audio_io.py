@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import math
 from fractions import Fraction
 
@@ -16,7 +15,7 @@ from transformers_dass.audio.io import load_audio
 from transformers_dass.audio.media import media_available
 from transformers_dass.audio.resample import default_resampler, resample
 
-from .conftest import require_fixture
+from .conftest import hide_package, require_fixture
 
 EDGE = 100  # output samples ignored at each end, where the filters see the zero padding
 # Both resamplers (soxr is a core dependency; the windowed sinc is kept by name and as its fallback).
@@ -263,17 +262,6 @@ def test_load_corrupted_file(tmp_path):
         assert isinstance(caught.value.__cause__, sf.SoundFileError)
 
 
-def _hide_pyav(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_av(name, *args, **kwargs):
-        if name == "av" or name.startswith("av."):
-            raise ModuleNotFoundError("No module named 'av'", name="av")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_av)
-
-
 def test_without_pyav_what_libsndfile_cannot_read_names_the_media_extra(tmp_path, monkeypatch):
     from transformers_dass.audio.io import audio_info
     from transformers_dass.audio.media import MediaFile
@@ -281,7 +269,7 @@ def test_without_pyav_what_libsndfile_cannot_read_names_the_media_extra(tmp_path
 
     path = tmp_path / "phone.m4a"
     path.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))  # an m4a header libsndfile does not know
-    _hide_pyav(monkeypatch)
+    hide_package(monkeypatch, "av")
     assert not media_available()
     hint = r'pip install "transformers-dass\[media\]"'
     for call in (load_audio, audio_info, lambda p: list(stream_audio(p)), lambda p: load_audio(p.read_bytes())):

@@ -25,8 +25,9 @@ from transformers_dass.inference.precision import apply_precision, resolve_dtype
 from transformers_dass.model import fused_linear
 from transformers_dass.utils.import_noise import silence_torchao_import_noise
 
+from .conftest import hide_package
 from .test_modeling import tiny_config
-from .test_precision import _int8_rounding, test_low_precision_logits_within_rounding_bound
+from .test_precision import _int8_rounding, assert_logits_within_rounding_bound
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "seven_in_babble.wav")
 
@@ -55,7 +56,7 @@ def test_torchao_logits_within_the_int8_rounding_bound(monkeypatch):
     _torchao()
     monkeypatch.setattr(int8, "DEFAULT_INT8_ROUTE", "torchao")
     assert int8.default_int8_route() == "torchao"
-    test_low_precision_logits_within_rounding_bound("int8", _int8_rounding)
+    assert_logits_within_rounding_bound("int8", _int8_rounding)
 
 
 def test_torchao_weights_take_the_plain_linear_path():
@@ -94,16 +95,7 @@ def test_route_fallbacks(monkeypatch):
 
 
 def test_torchao_route_without_torchao_names_the_extra(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_torchao(name, *args, **kwargs):
-        if name == "torchao" or name.startswith("torchao."):
-            raise ModuleNotFoundError("No module named 'torchao'", name="torchao")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torchao)
+    hide_package(monkeypatch, "torchao")
     with pytest.raises(ModuleNotFoundError, match=r'needs torchao, which is not installed: pip install "transformers-dass\[int8\]"'):
         apply_precision(DassForAudioClassification(tiny_config()).eval(), "int8", int8_route="torchao")
 

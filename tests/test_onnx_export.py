@@ -6,7 +6,6 @@ symbolically, which takes seconds per block.
 
 from __future__ import annotations
 
-import builtins
 
 import numpy as np
 import pytest
@@ -19,6 +18,8 @@ from transformers_dass.inference.onnx_export import (
     OnnxExportError,
     export_onnx,
 )
+
+from .conftest import hide_package
 
 ort = pytest.importorskip("onnxruntime", reason=f"the onnx extra is not installed ({INSTALL_HINT})")
 pytest.importorskip("onnxscript", reason=f"the onnx extra is not installed ({INSTALL_HINT})")
@@ -122,14 +123,7 @@ def test_bad_model_folder_gives_one_line_naming_it(tmp_path, capsys):
 
 
 def test_missing_onnx_packages_name_the_extra(monkeypatch, tmp_path, capsys):
-    real_import = builtins.__import__
-
-    def without_onnxscript(name, *args, **kwargs):
-        if name.split(".")[0] == "onnxscript":
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_onnxscript)
+    hide_package(monkeypatch, "onnxscript")
     with pytest.raises(ImportError, match="onnxscript") as error:
         export_onnx(small_model(), tmp_path / "m.onnx")
     assert INSTALL_HINT in str(error.value)

@@ -179,6 +179,12 @@ def _int8_rounding(model, input_values, run):
 
 @pytest.mark.parametrize("precision, perturbation", [("bfloat16", _bf16_rounding), ("int8", _int8_rounding)])
 def test_low_precision_logits_within_rounding_bound(precision, perturbation):
+    assert_logits_within_rounding_bound(precision, perturbation)
+
+
+def assert_logits_within_rounding_bound(precision, perturbation):
+    """`apply_precision(model, precision)`'s logits within the first-order rounding bound of `perturbation`, on the
+    standard and the lean path (the tiny model of `_model_and_input`); also used for int8's other route."""
     model, x = _model_and_input()
     with torch.no_grad():
         reference = model(x).logits[0]
