@@ -9,6 +9,9 @@
              [--median-filter SECONDS] [--embeddings] [--batch-size N]
              [--num-workers N] [--dataset NAME_OR_PATH --split S --audio-column C]   (a table, resumable; torchrun)
     dass similar QUERY --index TABLE [--model DIR] [--top-k K] [--json]   (rank a `dass tag --embeddings` table)
+    dass listen [SOURCE] [--model DIR] [--jsonl] [--window S] [--hop S] [--threshold P] [--end-threshold P]
+                [--min-gap S] [--lookahead S] [--rate HZ --channels N --format {s16le,f32le}] [--device DEV]
+                [--no-pace]   (SOURCE: none = the microphone, - = raw PCM on stdin, a file or a URL)
     dass demo [--model DIR] [--host 127.0.0.1] [--port 7860]     (web page and API; needs the [demo] extra)
     dass export --format onnx --output FILE [--model DIR] [--opset N]  (needs the [onnx] extra)
 
@@ -230,6 +233,68 @@ def _similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen(args: argparse.Namespace) -> int:
+    """Report sounds as they start and end; at the end of the stream (or Ctrl-C) close the open ones and say how
+    it went (real-time factor, latency) on stderr."""
+    from .live import LiveDetector
+    from .live.runner import listen_to, summary
+    from .live.sources import describe, file_blocks, is_url, microphone_blocks, pcm_blocks
+
+    def warn(message: str) -> None:
+        print(f"dass listen: warning: {message}", file=sys.stderr, flush=True)
+
+    if args.source is not None and args.source != "-" and not is_url(args.source):
+        from .audio.io import check_audio_path
+
+        check_audio_path(args.source, args.source)  # before loading the model: a typo fails at once
+    loaded = _load_model(args)
+    detector = LiveDetector(
+        loaded.model, loaded.extractor, window_s=args.window, hop_s=args.hop, start_threshold=args.threshold,
+        end_threshold=args.end_threshold, min_gap_s=args.min_gap, lookahead_s=args.lookahead,
+    )  # fmt: skip
+    rate = detector.rate
+    if args.source is None:
+        try:
+            blocks, live = microphone_blocks(args.device, rate), True
+        except ImportError as error:
+            print(f"dass listen: error: {error}", file=sys.stderr)
+            return 2
+    elif args.source == "-":
+        blocks, live = pcm_blocks(sys.stdin.buffer, args.rate, args.channels, args.format, rate, warn), None
+    else:
+        blocks, live = file_blocks(args.source, pace=not args.no_pace, target_rate=rate), not args.no_pace
+    source = describe(args.source)
+    print(
+        f"dass listen: {source}: windows of {detector.window_s:g} s every {detector.hop_s:g} s, events on "
+        f"{detector.step_s * 1000:.0f} ms steps" + ("; Ctrl-C to stop" if live is not False else ""),
+        file=sys.stderr, flush=True,
+    )  # fmt: skip
+
+    def write(event) -> None:
+        print(event.as_json() if args.jsonl else event.as_line(), flush=True)
+
+    try:
+        report = listen_to(detector, blocks, write, live, warn)
+    finally:
+        _quiet_closed_stdout()
+    if report.dropped_s:
+        warn(f"{report.dropped_s:.2f} s of audio dropped: the reader's queue was full (the model or the consumer of "
+             "the lines was too slow)")  # fmt: skip
+    print(f"dass listen: {summary(detector, report, source)}", file=sys.stderr)
+    return 0
+
+
+def _quiet_closed_stdout() -> None:
+    """After the reader of our lines went away (`dass listen | head`), send what is left to /dev/null rather than
+    fail again at exit."""
+    import os
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")
+
+
 MODEL_HELP = (
     "Folder (or Hub id) of a converted DASS model. Default: the small demo model bundled with the package "
     "(spoken digits and six synthetic sounds, not AudioSet; see model_cards/dass-demo-digits.md)."
@@ -303,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
     _add_tag_command(commands)
     _add_similar_command(commands)
+    _add_listen_command(commands)
     from .webapp import (
         add_demo_command,  # `dass demo`: the web page and API, transformers_dass.webapp
     )
@@ -380,6 +446,44 @@ def _add_similar_command(commands) -> None:
     similar.add_argument("--top-k", type=int, default=10, help="Recordings to list, most similar first (default 10).")
     similar.add_argument("--json", action="store_true", help="A JSON list of {id, path, score} instead of lines.")
     similar.set_defaults(handler=_similar)
+
+
+def _add_listen_command(commands) -> None:
+    listen = commands.add_parser(
+        "listen", help="Report sounds as they start and end, live: a microphone, raw PCM on stdin, a file or a URL."
+    )
+    listen.add_argument(
+        "source", nargs="?", metavar="SOURCE",
+        help="Nothing: the default microphone (the [live] extra); -: raw PCM on stdin (see --format); a file (as "
+        "`dass classify` reads it) or a URL (http, rtsp...; the [media] extra), paced at real time unless --no-pace.",
+    )  # fmt: skip
+    listen.add_argument("--model", help=MODEL_HELP)
+    _add_dtype_option(listen)
+    listen.add_argument("--jsonl", action="store_true", help='One JSON object a line: {"time_s", "kind", "label", "score"}.')
+    listen.add_argument(
+        "--window", type=float, default=None, metavar="SECONDS",
+        help="Audio per window (default: the model's training length, 10.24 s).",
+    )  # fmt: skip
+    listen.add_argument("--hop", type=float, default=1.0, metavar="SECONDS", help="New audio between windows (default 1).")
+    listen.add_argument("--threshold", type=float, default=0.5, help="Score at which a sound starts (default 0.5).")
+    listen.add_argument(
+        "--end-threshold", type=float, default=0.3,
+        help="A sound goes on while its score is at or above this (default 0.3; at most --threshold).",
+    )  # fmt: skip
+    listen.add_argument(
+        "--min-gap", type=float, default=0.2, metavar="SECONDS",
+        help="Seconds below --end-threshold after which a sound has ended (default 0.2).",
+    )  # fmt: skip
+    listen.add_argument(
+        "--lookahead", type=float, default=0.0, metavar="SECONDS",
+        help="Decide each step from a window that reaches this far past it (more context, more latency; default 0).",
+    )  # fmt: skip
+    listen.add_argument("--rate", type=int, default=16000, help="stdin: sampling rate in Hz (default 16000).")
+    listen.add_argument("--channels", type=int, default=1, help="stdin: interleaved channels (default 1).")
+    listen.add_argument("--format", choices=("s16le", "f32le"), default="s16le", help="stdin: sample format (default s16le).")
+    listen.add_argument("--device", help="Microphone: a device name or index (`python -m sounddevice` lists them).")
+    listen.add_argument("--no-pace", action="store_true", help="A file or URL: as fast as the model goes, not at real time.")
+    listen.set_defaults(handler=_listen)
 
 
 def main(argv: list[str] | None = None) -> int:
