@@ -193,3 +193,25 @@ def test_read_out_step_embeddings_are_what_frame_logits_are_read_from(model_dir,
     # the classifier at every step gives frame_logits (32-term float32 dot products: within 32 * 2^-24 of their size)
     torch.testing.assert_close(model.classifier(readouts.step_embeddings), readouts.frame_logits, atol=1e-5, rtol=1e-5)
     assert readouts.embeddings is None and read_out(model, features, ["mean"]).step_embeddings is None
+
+
+def test_step_shards_flush_by_size_and_merge_keeps_the_newest_of_each_id(tmp_path):
+    from transformers_dass.inference.classify import StepEmbeddings
+    from transformers_dass.tagging.step_table import StepShardWriter, merge_steps
+
+    def steps(count: int, value: float) -> StepEmbeddings:
+        times = np.stack([np.arange(count) * 0.32, np.arange(1, count + 1) * 0.32], axis=1)
+        return StepEmbeddings(times, torch.full((count, 3), value))
+
+    writer = StepShardWriter(tmp_path, rank=0, max_values=12)  # 4 steps of 3 values
+    writer.add([("a", steps(2, 1.0))])
+    assert not list(tmp_path.glob("steps-*"))  # 6 values: still buffered
+    writer.add([("b", steps(3, 2.0))])
+    assert len(list(tmp_path.glob("steps-*"))) == 1  # 15 values: written without waiting for the table
+    writer.add([("a", steps(2, 3.0)), ("c", steps(1, 4.0))])  # "a" tagged again (a kill, --retry-failed)
+    writer.flush()
+    assert merge_steps(tmp_path, tmp_path / "steps.parquet", keep={"a", "b"}) == 5  # "c" has no row in the table
+    rows = pq.read_table(tmp_path / "steps.parquet").to_pylist()
+    assert [(r["id"], r["step"], r["embedding"][0]) for r in rows] == [("b", 0, 2.0), ("b", 1, 2.0), ("b", 2, 2.0),
+                                                                       ("a", 0, 3.0), ("a", 1, 3.0)]  # fmt: skip
+    assert StepShardWriter(tmp_path, rank=0)._next == 3  # a resumed process numbers its shards after these
