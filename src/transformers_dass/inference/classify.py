@@ -136,7 +136,8 @@ def analyse_batch(
         per_step = None
         if step_embeddings:
             times = model.frame_step_times(item.audio_frames).numpy()
-            per_step = StepEmbeddings(times, readouts.step_embeddings[b, : len(times)].cpu())
+            # a copy: a view would keep the whole batch's steps, padding included, alive with it
+            per_step = StepEmbeddings(times, readouts.step_embeddings[b, : len(times)].cpu().clone())
         analyses.append(
             Analysis(
                 labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s, embedding=embedding,

@@ -186,7 +186,7 @@ def _run(
     top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings, steps, batch_size,
     num_workers, shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
 ) -> TagSummary:  # fmt: skip
-    if steps or (output is not None and table_format(output) == "parquet"):
+    if isinstance(steps, Path) or (output is not None and table_format(output) == "parquet"):
         require_pyarrow()  # before any work, not at the first shard
     model, extractor = _model_and_extractor(model, feature_extractor)
     precision = _resolve_precision(dtype, ranks) if dtype is not None else None
@@ -245,8 +245,10 @@ def _run(
     tagged, audio = _tag_share(
         found, mine, extractor, predictor, emit, ranks, num_workers, show_progress, long_file_seconds
     )
+    if step_writer is not None:
+        step_writer.flush()  # before the table's last shard, as before every other one
     if writer is not None:
-        writer.close()  # writes the step shard first (before_write)
+        writer.close()
     ranks.barrier()
     tagged, audio = ranks.sum([tagged, audio])
     steps_written, steps_kept = None, None
