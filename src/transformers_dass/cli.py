@@ -6,7 +6,7 @@
     dass timeline FILE [--model DIR] [--threshold P] [--smoothing N] [--median-filter SECONDS] [--top-labels K]
                   [--csv OUT] [--png OUT] [--scores OUT.tsv] [--dtype {auto,float32,bfloat16,int8}]
     dass tag INPUT [INPUT ...] --output OUT [--model DIR] [--top-k K] [--segments] [--threshold P] [--smoothing N]
-             [--median-filter SECONDS] [--embeddings] [--batch-size N]
+             [--median-filter SECONDS] [--embeddings] [--step-embeddings STEPS.parquet] [--batch-size N]
              [--num-workers N] [--dataset NAME_OR_PATH --split S --audio-column C]   (a table, resumable; torchrun)
     dass similar QUERY --index TABLE [--model DIR] [--top-k K] [--json]   (rank a `dass tag --embeddings` table)
     dass listen [SOURCE] [--model DIR] [--jsonl] [--window S] [--hop S] [--threshold P] [--end-threshold P]
@@ -193,6 +193,7 @@ def _tag(args: argparse.Namespace) -> int:
             smoothing=args.smoothing,
             median_filter_s=args.median_filter,
             embeddings=args.embeddings,
+            step_embeddings=args.step_embeddings,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             shard_size=args.shard_size,
@@ -407,6 +408,11 @@ def _add_tag_command(commands) -> None:
     tag.add_argument(
         "--embeddings", action="store_true",
         help="Also each clip's embedding (the model's pooled last hidden state, float32) as a list column `embedding`.",
+    )  # fmt: skip
+    tag.add_argument(
+        "--step-embeddings", metavar="STEPS.parquet",
+        help="With --segments: also the embedding of every 0.32 s step (the last hidden state averaged over "
+        "frequency, float32) into this Parquet file, one row per (id, step) with start_s, end_s.",
     )  # fmt: skip
     tag.add_argument(
         "--batch-size", type=int, default=None,

@@ -27,7 +27,7 @@ import torch
 from .audio.fbank import FRAME_SHIFT_MS
 from .inference.features import waveform_features
 from .inference.loading import load_model as load_dass_model
-from .model.readout import upsample_frame_logits
+from .model.readout import step_hidden_states, upsample_frame_logits
 from .model.steps import num_steps
 
 __all__ = ["DassHearModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
@@ -63,7 +63,7 @@ class DassHearModel(torch.nn.Module):
         features = torch.stack([r.input_values for r in recordings]).to(next(self.dass.parameters()).device)
         with torch.no_grad():  # not inference_mode: the embeddings may feed a probe that is trained
             output = self.dass(features, return_dict=True)
-        steps = output.last_hidden_state.mean(dim=2).transpose(1, 2)  # (n, C, F', T') -> (n, T', C)
+        steps = step_hidden_states(output.last_hidden_state)  # (n, C, F', T') -> (n, T', C)
         return output.pooler_output.float(), steps.float(), recordings[0].audio_frames
 
 

@@ -16,6 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..model.readout import choose_clip_pooling, label_scores, read_out
@@ -27,7 +28,32 @@ from .features import (
 )
 from .timeline import Timeline, check_timeline_model, timeline_of_frame_logits
 
-__all__ = ["Analysis", "analyse_batch", "analyse_features", "classify_file", "classify_waveform", "timeline_of_file"]
+__all__ = [
+    "Analysis",
+    "StepEmbeddings",
+    "analyse_batch",
+    "analyse_features",
+    "classify_file",
+    "classify_waveform",
+    "timeline_of_file",
+]
+
+
+@dataclass
+class StepEmbeddings:
+    """The embedding of every 0.32 s step of one recording that holds audio (steps past the end of a padded
+    recording are dropped, as in its timeline).
+
+    Attributes:
+        times: (steps, 2) float64 start and end in seconds: step `k` covers input frames `[32 k, min(32 k + 32,
+            frames))` of the audio, frame `i` starting at `i * 10 ms` (`model.frame_step_times`).
+        embeddings: (steps, hidden_size) float32, the last hidden state averaged over frequency at each step
+            (`readout.step_hidden_states`: what `frame_logits` are read from); their mean over every step of the
+            forward, padding included, is the clip embedding.
+    """
+
+    times: np.ndarray
+    embeddings: torch.Tensor
 
 
 @dataclass
@@ -42,6 +68,7 @@ class Analysis:
         duration_s: seconds of audio.
         embedding: the clip embedding, (hidden_size,) float32 (`DassModel`'s `pooler_output`), when asked for;
             else None.
+        step_embeddings: the embedding of every step that holds audio, when asked for; else None.
     """
 
     labels: list[dict]
@@ -49,6 +76,7 @@ class Analysis:
     timeline: Timeline | None
     duration_s: float
     embedding: torch.Tensor | None = None
+    step_embeddings: StepEmbeddings | None = None
 
 
 def analyse_batch(
@@ -61,6 +89,7 @@ def analyse_batch(
     show_progress: bool = False,
     median_filter_s: float = 0.0,
     embeddings: bool = False,
+    step_embeddings: bool = False,
 ) -> list[Analysis]:
     """Labels (and timelines) of recordings whose `input_values` have the same number of frames, in one forward.
 
@@ -73,6 +102,7 @@ def analyse_batch(
             over `median_filter_s` seconds (0 = none; `postprocessing.median_filter`).
         show_progress: progress bar over the layers on the lean path of long inputs.
         embeddings: also each recording's clip embedding (`Analysis.embedding`), from the same forward.
+        step_embeddings: also the embedding of each of its 0.32 s steps (`Analysis.step_embeddings`), likewise.
     """
     config = model.config
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= config.num_labels:
@@ -87,8 +117,9 @@ def analyse_batch(
     device = next(model.parameters()).device
     features = torch.stack([item.input_values for item in recordings]).to(device)
     readouts = read_out(
-        model, features, [pooling], show_progress=show_progress, fine_steps=timeline, embeddings=embeddings
-    )
+        model, features, [pooling], show_progress=show_progress, fine_steps=timeline, embeddings=embeddings,
+        step_embeddings=step_embeddings,
+    )  # fmt: skip
     scores, indices = label_scores(readouts.clip_logits[pooling], config.problem_type).float().topk(top_k, dim=-1)
     analyses = []
     for b, item in enumerate(recordings):
@@ -102,9 +133,15 @@ def analyse_batch(
                 model, readouts.fine_frame_logits[b], item.audio_frames, smoothing, median_filter_s=median_filter_s
             )
         embedding = readouts.embeddings[b].cpu() if embeddings else None
+        per_step = None
+        if step_embeddings:
+            times = model.frame_step_times(item.audio_frames).numpy()
+            # a copy: a view would keep the whole batch's steps, padding included, alive with it
+            per_step = StepEmbeddings(times, readouts.step_embeddings[b, : len(times)].cpu().clone())
         analyses.append(
             Analysis(
-                labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s, embedding=embedding
+                labels=labels, clip_pooling=pooling, timeline=steps, duration_s=item.duration_s, embedding=embedding,
+                step_embeddings=per_step,
             )
         )
     return analyses

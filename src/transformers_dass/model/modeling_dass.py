@@ -38,7 +38,7 @@ from .layers import (
     channels_last,
 )
 from .lean_inference import lean_forward
-from .readout import pool_frame_logits, resolve_clip_pooling, upsample_frame_logits
+from .readout import pool_frame_logits, resolve_clip_pooling, step_hidden_states, upsample_frame_logits
 from .steps import num_steps, step_times, steps_holding_audio
 
 logger = logging.get_logger(__name__)
@@ -411,7 +411,7 @@ class _DassScoringModel(DassPreTrainedModel):
         if return_frame_logits or fine_steps or pooling != "mean":
             # (B, C, F', T'): pool over frequency only, then the (linear) head at every time step, so that
             # the time average of frame_logits is the clip's logits.
-            steps = outputs.last_hidden_state.mean(dim=2).transpose(1, 2).to(self._head_dtype())
+            steps = step_hidden_states(outputs.last_hidden_state).to(self._head_dtype())
             frame_logits = self.classifier(steps)
             if self.clip_attention is not None:
                 attention_logits = self.clip_attention(steps)

@@ -53,6 +53,7 @@ __all__ = [
     "pool_frame_logits",
     "read_out",
     "resolve_clip_pooling",
+    "step_hidden_states",
     "upsample_frame_logits",
 ]
 
@@ -146,6 +147,25 @@ def _weighted_probability_logit(weight_logits: torch.Tensor, frame_logits: torch
     )
 
 
+def step_hidden_states(last_hidden_state: torch.Tensor) -> torch.Tensor:
+    """The embedding of every time step: `DassModel`'s last hidden state averaged over frequency.
+
+    The one place this is computed: the classifier reads `frame_logits` from it, `read_out(..., step_embeddings=True)`
+    returns it (float32) as the per-step embeddings, and the HEAR module's timestamp embeddings interpolate it.
+
+    Args:
+        last_hidden_state: (batch, hidden_size, frequency, time_steps), one time step per `config.frames_per_step`
+            (32) input frames.
+
+    Returns:
+        (batch, time_steps, hidden_size), in the dtype of `last_hidden_state`.
+    """
+    if last_hidden_state.ndim != 4:
+        shape = tuple(last_hidden_state.shape)
+        raise ValueError(f"last_hidden_state must be (batch, hidden_size, frequency, time_steps), got {shape}")
+    return last_hidden_state.mean(dim=2).transpose(1, 2)
+
+
 def upsample_frame_logits(frame_logits: torch.Tensor, factor: int, num_steps: int) -> torch.Tensor:
     """Frame scores at `factor` times the step rate, by linear interpolation in time between step centres.
 
@@ -188,12 +208,16 @@ class Readouts:
         embeddings: (batch, hidden_size) float32, the clip embedding (`DassModel`'s `pooler_output`: the last
             hidden state averaged over frequency and time, the classifier's input) when asked for with
             `embeddings=True`, else None.
+        step_embeddings: (batch, time_steps, hidden_size) float32, the embedding of every 0.32 s step
+            (`step_hidden_states`: the last hidden state averaged over frequency, what `frame_logits` are read from)
+            when asked for with `step_embeddings=True`, else None. Their time mean is `embeddings`.
     """
 
     frame_logits: torch.Tensor
     clip_logits: dict[str, torch.Tensor]
     fine_frame_logits: torch.Tensor | None = None
     embeddings: torch.Tensor | None = None
+    step_embeddings: torch.Tensor | None = None
 
 
 def read_out(
@@ -203,6 +227,7 @@ def read_out(
     show_progress: bool = False,
     fine_steps: bool = False,
     embeddings: bool = False,
+    step_embeddings: bool = False,
     **forward_kwargs,
 ) -> Readouts:
     """Frame scores and clip readouts of a `DassForAudioClassification` from one forward in inference mode.
@@ -214,18 +239,22 @@ def read_out(
         show_progress: progress bar over the layers on the lean path.
         fine_steps: also the frame model's scores (`Readouts.fine_frame_logits`): what a timeline shows.
         embeddings: also the clip embeddings (`Readouts.embeddings`), taken from the same forward.
+        step_embeddings: also the per-step embeddings (`Readouts.step_embeddings`), from the same forward.
         forward_kwargs: passed to the forward (e.g. `inference_mode`).
     """
     poolings = [check_clip_pooling(p, "poolings") for p in poolings]
     was_training = model.training
     model.eval()
-    pooled: list[torch.Tensor] = []
-    # The classifier's outputs do not carry the pooled state; a hook on the base model keeps it from this forward
-    # (on the standard and the lean path alike), rather than running the model a second time.
+    kept: dict[str, torch.Tensor] = {}
+    # The classifier's outputs do not carry the base model's states; a hook on the base model keeps them from this
+    # forward (on the standard and the lean path alike), rather than running the model a second time.
     def keep(_module, _inputs, output):
-        pooled.append(output.pooler_output)
+        if embeddings:
+            kept["pooled"] = output.pooler_output
+        if step_embeddings:
+            kept["steps"] = step_hidden_states(output.last_hidden_state)
 
-    hook = model.dass.register_forward_hook(keep) if embeddings else None
+    hook = model.dass.register_forward_hook(keep) if embeddings or step_embeddings else None
     try:
         with torch.inference_mode():
             output = model(
@@ -248,5 +277,7 @@ def read_out(
         frame_logits=output.frame_logits,
         clip_logits=clip,
         fine_frame_logits=output.fine_frame_logits,
-        embeddings=pooled[0].float().clone() if embeddings else None,  # a clone: a plain tensor a probe can train on
+        # clones: plain tensors (not inference tensors) that a probe can train on
+        embeddings=kept["pooled"].float().clone() if embeddings else None,
+        step_embeddings=kept["steps"].float().clone() if step_embeddings else None,
     )

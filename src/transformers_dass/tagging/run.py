@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -25,6 +26,7 @@ from .distributed import Ranks, share
 from .features import InputFeatures, worker_init
 from .inputs import discover_inputs
 from .predict import Predictor, error_row
+from .step_table import StepShardWriter, check_step_path, merge_steps, step_rows
 from .store import RunStore
 from .table import require_pyarrow, table_format
 
@@ -51,6 +53,9 @@ class TagSummary:
         errors: the first error messages (up to 10).
         skipped_in_folders: files in the input folders left out because their extension is not audio.
         rank: the process that returned this summary (only process 0's covers the whole table).
+        step_embeddings: the per-step embeddings file written (process 0), or None.
+        step_rows: without an output, the per-step embeddings' rows (`step_table.STEP_COLUMNS`) in input order
+            when asked for (process 0; empty on the others), else None.
     """
 
     files: int
@@ -64,6 +69,8 @@ class TagSummary:
     errors: list[str] = field(default_factory=list)
     skipped_in_folders: int = 0
     rank: int = 0
+    step_embeddings: str | None = None
+    step_rows: list[dict] | None = None
 
     @property
     def files_per_second(self) -> float:
@@ -83,6 +90,8 @@ class TagSummary:
         )
         if self.files > self.tagged_now:
             text += f"; {self.files - self.tagged_now} were already in the output"
+        if self.step_embeddings:
+            text += f"; per-step embeddings -> {self.step_embeddings}"
         if self.skipped_in_folders:
             text += f"; {self.skipped_in_folders} non-audio files in the folders were not tagged"
         return text + "."
@@ -106,6 +115,7 @@ def tag(
     smoothing: int = 1,
     median_filter_s: float = 0.0,
     embeddings: bool = False,
+    step_embeddings: str | os.PathLike | bool | None = None,
     batch_size: int | None = None,
     num_workers: int | None = None,
     shard_size: int = 256,
@@ -130,6 +140,10 @@ def tag(
             threshold, after its moving average and median filter).
         embeddings: also each row's clip embedding, `embedding`: `DassModel`'s `pooler_output` (the last hidden
             state averaged over frequency and time, float32, `config.hidden_size` values), from the same forward.
+        step_embeddings: with `segments`, also the embedding of every 0.32 s step (the last hidden state averaged
+            over frequency, float32), from the same forward: a .parquet path to write them to, keyed by id and
+            step (`step_table`; with `output` only, whose folder keeps their shards), or True without `output`
+            (then `TagSummary.step_rows` holds them).
         batch_size: clips per forward; only clips of the same length are batched. Default: 8 on a GPU, 1 on the
             CPU (where a batch costs as much per clip as clips one by one, and smaller batches start sooner).
         num_workers: DataLoader processes decoding and computing features (0: in this process); default: the
@@ -157,9 +171,10 @@ def tag(
         if batch_size is None:
             batch_size = 8 if ranks.device.type == "cuda" else 1
         _check_options(top_k, clip_pooling, threshold, smoothing, median_filter_s, batch_size, shard_size)
+        steps = _check_step_embeddings(step_embeddings, segments, output)
         return _run(
             ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column,
-            manifest_column, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings,
+            manifest_column, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings, steps,
             batch_size, num_workers, shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
         )  # fmt: skip
     finally:
@@ -168,10 +183,10 @@ def tag(
 
 def _run(
     ranks, inputs, model, output, feature_extractor, dataset, split, audio_column, id_column, manifest_column,
-    top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings, batch_size, num_workers,
-    shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
+    top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings, steps, batch_size,
+    num_workers, shard_size, overwrite, retry_failed, dtype, show_progress, long_file_seconds,
 ) -> TagSummary:  # fmt: skip
-    if output is not None and table_format(output) == "parquet":
+    if isinstance(steps, Path) or (output is not None and table_format(output) == "parquet"):
         require_pyarrow()  # before any work, not at the first shard
     model, extractor = _model_and_extractor(model, feature_extractor)
     precision = _resolve_precision(dtype, ranks) if dtype is not None else None
@@ -186,12 +201,13 @@ def _run(
         id_column=id_column, warn=ranks.rank == 0,
     )  # fmt: skip
     ids = [item.id for item in found.items]
-    store = RunStore(output, segments, embeddings) if output is not None else None
+    steps_path = steps if isinstance(steps, Path) else None
+    store = RunStore(output, segments, embeddings, steps_path) if output is not None else None
     done: set[str] = set()
     if store is not None:
         options = _run_options(
             model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s,
-            embeddings, store,
+            embeddings, store, steps_path,
         )  # fmt: skip
         store.check(options, overwrite)
         ranks.barrier()
@@ -209,26 +225,47 @@ def _run(
     model.to(ranks.device)
     predictor = Predictor(
         model, top_k, clip_pooling, segments, threshold, smoothing,
-        batch_size=batch_size, median_filter_s=median_filter_s, embeddings=embeddings,
+        batch_size=batch_size, median_filter_s=median_filter_s, embeddings=embeddings, step_embeddings=bool(steps),
     )  # fmt: skip
-    writer = store.writer(ranks.rank, shard_size) if store is not None else None
+    step_writer = StepShardWriter(store.parts, ranks.rank) if steps_path is not None else None
+    writer = store.writer(ranks.rank, shard_size, step_writer.flush if step_writer else None) if store else None
     kept: list[dict] = []
+    kept_steps: list = []
+
+    def emit(rows: list[dict], steps_of_rows: list) -> None:
+        if writer is None:
+            kept.extend(rows)
+            kept_steps.extend(steps_of_rows)
+            return
+        if step_writer is not None:
+            step_writer.add(steps_of_rows)  # buffered before the rows: written no later than their table shard
+        writer.add(rows)
+
     start = time.perf_counter()
     tagged, audio = _tag_share(
-        found, mine, extractor, predictor, writer.add if writer else kept.extend, ranks, num_workers,
-        show_progress, long_file_seconds,
-    )  # fmt: skip
+        found, mine, extractor, predictor, emit, ranks, num_workers, show_progress, long_file_seconds
+    )
+    if step_writer is not None:
+        step_writer.flush()  # before the table's last shard, as before every other one
     if writer is not None:
         writer.close()
     ranks.barrier()
     tagged, audio = ranks.sum([tagged, audio])
+    steps_written, steps_kept = None, None
     if store is not None:
         table = store.merge(ids) if ranks.rank == 0 else None
         rows = None
+        if steps_path is not None and ranks.rank == 0:
+            merge_steps(store.parts, steps_path, {row["id"] for row in table if not row.get("error")})
+            steps_written = str(steps_path)
     else:
         by_id = {row["id"]: row for part in ranks.gather(kept) for row in part}
         table = [by_id[key] for key in ids] if ranks.rank == 0 else None
         rows = table if ranks.rank == 0 else []
+        if steps:
+            steps_by_id = dict(item for part in ranks.gather(kept_steps) for item in part)
+            steps_kept = step_rows([(key, steps_by_id[key]) for key in ids if key in steps_by_id])
+            steps_kept = steps_kept if ranks.rank == 0 else []
     seconds = time.perf_counter() - start
     if table is None:  # not process 0 of a run with an output: its own share
         table = kept
@@ -245,6 +282,8 @@ def _run(
         errors=errors[:ERRORS_SHOWN],
         skipped_in_folders=len(found.skipped_in_folders),
         rank=ranks.rank,
+        step_embeddings=steps_written,
+        step_rows=steps_kept,
     )
 
 
@@ -268,7 +307,8 @@ def _tag_share(found, positions, extractor, predictor, emit, ranks, num_workers,
 
     def run(batch):
         nonlocal tagged, audio
-        emit(predictor.rows(batch, found.items))
+        predicted = predictor.predict(batch, found.items)
+        emit(predicted.rows, predicted.steps)
         tagged += len(batch)
         audio += sum(item.duration_s for item in batch)
         bar.update(len(batch))
@@ -278,7 +318,7 @@ def _tag_share(found, positions, extractor, predictor, emit, ranks, num_workers,
     try:
         for item in loader:
             if item.error is not None:
-                emit([error_row(item, found.items[item.position], predictor.segments, predictor.embeddings)])
+                emit([error_row(item, found.items[item.position], predictor.segments, predictor.embeddings)], [])
                 tagged += 1
                 bar.update(1)
                 continue
@@ -342,9 +382,29 @@ def _check_options(top_k, clip_pooling, threshold, smoothing, median_filter_s, b
     positive_int(shard_size, "shard_size")
 
 
+def _check_step_embeddings(step_embeddings, segments: bool, output) -> Path | bool:
+    """The per-step embeddings asked for: their file (with an output), True (without one) or False."""
+    if step_embeddings is None or step_embeddings is False:
+        return False
+    if not segments:
+        raise ValueError(
+            "--step-embeddings come with the timeline's steps: pass --segments too (tag(..., segments=True))"
+        )
+    if output is None:
+        if step_embeddings is not True:
+            raise ValueError(
+                "step_embeddings=PATH needs an output table (its folder keeps the shards that make a run resumable): "
+                "pass output=..., or step_embeddings=True to get them in TagSummary.step_rows"
+            )
+        return True
+    if step_embeddings is True:
+        raise ValueError("with an output, step_embeddings names their .parquet file (e.g. steps.parquet), not True")
+    return check_step_path(step_embeddings, output)
+
+
 def _run_options(
     model, extractor, precision, top_k, clip_pooling, segments, threshold, smoothing, median_filter_s, embeddings,
-    store,
+    store, steps_path=None,
 ) -> dict:  # fmt: skip
     """What decides the rows, recorded in OUT.parts/run.json: a rerun must match it to resume. `model` is the
     model as loaded or given; `precision` the dtype applied to it for the run (None: none)."""
@@ -364,6 +424,8 @@ def _run_options(
             options.update(median_filter_s=median_filter_s)
     if embeddings:  # recorded only when asked for, as median_filter_s: tables without the column still resume
         options.update(embeddings=True)
+    if steps_path is not None:  # where they go: a rerun naming another file is refused, not merged into it
+        options.update(step_embeddings=str(steps_path.resolve()))
     return options
 
 

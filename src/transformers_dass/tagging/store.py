@@ -35,8 +35,11 @@ class RunOptionsError(ValueError):
 class RunStore:
     """The shards folder and final table of one output path."""
 
-    def __init__(self, output: str | os.PathLike, with_segments: bool, with_embeddings: bool = False):
+    def __init__(
+        self, output: str | os.PathLike, with_segments: bool, with_embeddings: bool = False, steps: Path | None = None
+    ):
         self.output = Path(output)
+        self.steps = steps  # the per-step embeddings' file (`step_table`), if the run writes one
         self.kind = table_format(self.output)
         self.parts = self.output.with_name(self.output.name + ".parts")
         self.with_segments = with_segments
@@ -62,6 +65,11 @@ class RunStore:
                 f"{self.output} exists and was not written by `dass tag` (there is no {self.parts.name}/ beside it); "
                 "choose another --output or pass --overwrite to replace it"
             )
+        elif self.steps is not None and self.steps.exists():
+            raise RunOptionsError(
+                f"{self.steps} exists and no run in {self.parts.name}/ wrote it; choose another --step-embeddings "
+                "file or pass --overwrite to replace it"
+            )
 
     def prepare(self, options: dict, overwrite: bool) -> None:
         """Process 0, before the others start: clear everything when overwriting; record the options."""
@@ -70,6 +78,8 @@ class RunStore:
                 shutil.rmtree(self.parts)
             if self.output.exists():
                 self.output.unlink()
+            if self.steps is not None and self.steps.exists():
+                self.steps.unlink()
         self.parts.mkdir(parents=True, exist_ok=True)
         run_file = self.parts / RUN_FILE
         if not run_file.exists():
@@ -93,8 +103,8 @@ class RunStore:
                 found[row["id"]] = row
         return found
 
-    def writer(self, rank: int, shard_size: int) -> ShardWriter:
-        return ShardWriter(self, rank, shard_size)
+    def writer(self, rank: int, shard_size: int, before_write=None) -> ShardWriter:
+        return ShardWriter(self, rank, shard_size, before_write)
 
     def merge(self, ids: list[str]) -> list[dict]:
         """Write OUT: the row of every id in `ids`, in that order. Raises if one has no row (a process failed)."""
@@ -111,14 +121,16 @@ class RunStore:
 
 
 class ShardWriter:
-    """Buffers one process's rows and writes them as numbered shards of `shard_size` rows."""
+    """Buffers one process's rows and writes them as numbered shards of `shard_size` rows; `before_write` (if given)
+    is called before each shard is written (the per-step embeddings of those rows go to disk first)."""
 
-    def __init__(self, store: RunStore, rank: int, shard_size: int):
+    def __init__(self, store: RunStore, rank: int, shard_size: int, before_write=None):
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         self.store = store
         self.rank = rank
         self.shard_size = shard_size
+        self.before_write = before_write
         numbers = [
             int(match.group(2))
             for match in (SHARD_NAME.match(path.name) for path in store.shard_paths())
@@ -139,6 +151,8 @@ class ShardWriter:
             self._buffer = []
 
     def _write(self, rows: list[dict]) -> None:
+        if self.before_write is not None:
+            self.before_write()
         name = f"rank{self.rank:05d}-{self._next:06d}.{self.store.kind}"
         write_rows(self.store.parts / name, rows, self.store.with_segments, self.store.kind, self.store.with_embeddings)
         self._next += 1
