@@ -80,16 +80,16 @@ class LiveDetector:
             window_s = config.training_length_frames * frame_shift_samples / self.rate
         self.window_steps = self._whole_steps(window_s, "window")
         self.hop_steps = self._whole_steps(hop_s, "hop")
+        if self.hop_steps > self.window_steps:
+            raise ValueError(
+                f"the hop ({hop_s} s) is longer than the window ({window_s} s): the audio between windows would never "
+                "be analysed; use a hop at most the window"
+            )
         self.lookahead_steps = int(round(finite_float(lookahead_s, "lookahead") / self.step_s))
         if not 0 <= self.lookahead_steps <= self.window_steps - self.hop_steps:
             raise ValueError(
                 f"the lookahead ({lookahead_s} s) must be between 0 and the window minus the hop "
                 f"({self.window_s - self.hop_s:g} s)"
-            )
-        if self.hop_steps > self.window_steps:
-            raise ValueError(
-                f"the hop ({hop_s} s) is longer than the window ({window_s} s): the audio between windows would never "
-                "be analysed; use a hop at most the window"
             )
         labels = [config.id2label[i] for i in range(config.num_labels)]
         self.tracker = EventTracker(labels, start_threshold, end_threshold, min_gap_s)

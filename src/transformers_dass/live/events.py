@@ -25,6 +25,7 @@ import numpy as np
 from ..utils.checks import non_negative_float, probability
 
 EVENT_KINDS = ("start", "end")
+HISTORY_STEPS = 256  # decided steps kept for onsets (10.24 s of 40 ms steps: a window)
 
 __all__ = ["EVENT_KINDS", "EventTracker", "LiveEvent", "format_clock"]
 
@@ -93,6 +94,9 @@ class EventTracker:
         self.min_gap_s = non_negative_float(min_gap_s, "minimum gap")
         self._open: dict[int, _OpenSound] = {}
         self._last_end: dict[int, float] = {}  # per label column, the end of its last sound
+        # The last decided steps, for onsets when an update brings no rescored earlier steps.
+        self._history_times = np.zeros((0, 2))
+        self._history_scores = np.zeros((0, len(self.labels)))
         self._time_s = 0.0  # end of the last step seen
 
     @property
@@ -109,11 +113,11 @@ class EventTracker:
             scores: (steps, num_labels) probabilities of those steps.
             earlier_times, earlier_scores: (earlier, 2) and (earlier, num_labels): the steps just before `times`
                 (already decided), as the same window scores them now; a sound starting in the new steps may
-                start back in them.
+                start back in them. None: the scores they were decided with.
         """
         times, scores = self._checked(times, scores)
         if earlier_times is None:
-            earlier_times, earlier_scores = np.zeros((0, 2)), np.zeros((0, len(self.labels)))
+            earlier_times, earlier_scores = self._history_times, self._history_scores
         earlier_times, earlier_scores = self._checked(earlier_times, earlier_scores)
         all_times, all_scores = np.concatenate([earlier_times, times]), np.concatenate([earlier_scores, scores])
         found: list[LiveEvent] = []
@@ -123,6 +127,8 @@ class EventTracker:
                 onset = self._onset(all_times, all_scores[:, column], index, column) if starting else float(start)
                 self._step(column, onset, float(end), float(row[column]), found)
             self._time_s = float(end)
+        self._history_times = np.concatenate([self._history_times, times])[-HISTORY_STEPS:]
+        self._history_scores = np.concatenate([self._history_scores, scores])[-HISTORY_STEPS:]
         found.sort(key=lambda event: (event.time_s, event.kind != "end", event.label))
         return found
 

@@ -46,6 +46,8 @@ class ListenReport:
         start_latency_s: per "start" event, seconds from its first step's audio arriving to its line.
         dropped_s: seconds of audio a live source dropped because the queue was full.
         interrupted: stopped by Ctrl-C (or the consumer of the lines going away).
+        real_time: the source delivered at real time throughout (else latency says nothing: audio that arrives
+            faster than it plays waits for the model by design).
     """
 
     events: list[LiveEvent] = field(default_factory=list)
@@ -53,6 +55,7 @@ class ListenReport:
     start_latency_s: list[float] = field(default_factory=list)
     dropped_s: float = 0.0
     interrupted: bool = False
+    real_time: bool = True
 
 
 _END = object()
@@ -69,6 +72,7 @@ class _Reader(threading.Thread):
         self.dropped_s = 0.0
         self.stopping = threading.Event()
         self.live_now = bool(live)  # what `is_live` said of the last block
+        self.always_live = live is not False
 
     def is_live(self, received_s: float, began: float) -> bool:
         """A given `live`, else (a pipe) live unless it has delivered well ahead of real time."""
@@ -82,6 +86,7 @@ class _Reader(threading.Thread):
             for block in self.blocks:
                 received_s += block.shape[0] / self.rate
                 self.live_now = self.is_live(received_s, began)
+                self.always_live = self.always_live and self.live_now
                 self._put((block, time.monotonic()), drop_oldest=self.live_now)
                 if self.stopping.is_set():
                     return
@@ -205,6 +210,7 @@ def listen_to(
     finally:
         reader.stopping.set()
         report.dropped_s = reader.dropped_s
+        report.real_time = reader.always_live
     return report
 
 
@@ -235,7 +241,9 @@ def summary(detector: LiveDetector, report: ListenReport, source: str) -> str:
     if stats.lost_s or report.dropped_s:
         line += f", {stats.lost_s + report.dropped_s:.2f} s of audio not analysed"
     line += f"); real-time factor {stats.real_time_factor:.3f}"
-    if report.window_latency_s:
+    if not report.real_time:
+        line += "; latency not measured (the source delivered faster than real time)"
+    elif report.window_latency_s:
         p50, p95 = np.percentile(report.window_latency_s, [50, 95])
         line += f"; latency p50 {p50:.3f} s, p95 {p95:.3f} s (a window's newest sample to its lines)"
     return line

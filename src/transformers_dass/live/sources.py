@@ -151,8 +151,13 @@ class MicrophoneBlocks:
     """
 
     def __init__(self, device=None, target_rate: int = 16000, capacity_s: float = 30.0):
-        sounddevice = require("sounddevice", "live", "listening to a microphone (it also needs PortAudio: "
-                                                     "apt-get install libportaudio2)")  # fmt: skip
+        try:
+            sounddevice = require("sounddevice", "live", "listening to a microphone")
+        except OSError as error:  # sounddevice is there, the PortAudio library is not
+            raise ImportError(
+                f"listening to a microphone needs the PortAudio library ({error}): apt-get install libportaudio2 "
+                "(Debian/Ubuntu), brew install portaudio (macOS)"
+            ) from error
         info = sounddevice.query_devices(device, "input")
         self.rate = int(info["default_samplerate"])
         self.name = info["name"]
