@@ -298,3 +298,12 @@ def test_a_slow_reader_of_the_lines_makes_a_live_source_drop_not_pile_up(monkeyp
                               warn=lambda message: None)  # fmt: skip
     assert stalls and report.dropped_s > 0.5
     assert detector.stats.audio_s + report.dropped_s == pytest.approx(8.0, abs=0.11)
+
+
+def test_a_missing_or_undecodable_file_is_one_error_line(monkeypatch, capsys, tmp_path):
+    code, out, err = run_main(monkeypatch, capsys, [str(tmp_path / "nowhere.wav")])
+    assert code == 2 and "audio file not found" in err and "dtype" not in err  # refused before the model loads
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" + bytes(range(256)) * 8)
+    code, out, err = run_main(monkeypatch, capsys, [str(broken), "--no-pace"])
+    assert code == 2 and "could not decode" in err and "Traceback" not in err, err
