@@ -307,3 +307,45 @@ def test_a_missing_or_undecodable_file_is_one_error_line(monkeypatch, capsys, tm
     broken.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" + bytes(range(256)) * 8)
     code, out, err = run_main(monkeypatch, capsys, [str(broken), "--no-pace"])
     assert code == 2 and "could not decode" in err and "Traceback" not in err, err
+
+
+ASOUNDRC = """pcm.!default {{
+    type plug
+    slave {{ pcm "scene"; format S16_LE; rate 16000; channels 1 }}
+}}
+pcm.scene {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw}"; format "raw" }}
+"""
+
+
+def test_a_real_portaudio_input_device(tmp_path):
+    """The microphone path through the real sounddevice and PortAudio, on an ALSA device that plays the example scene
+    (ALSA's `file` plugin over its `null` device). That device is not clocked: it delivers as fast as it is read, so
+    this checks the binding (stream settings, callback, the queue that drops rather than grows), not the events."""
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError) as error:
+        pytest.skip(f"needs sounddevice and PortAudio (apt-get install libportaudio2): {error}")
+    raw = tmp_path / "scene.raw"
+    raw.write_bytes(s16le(scene(1)))
+    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(raw=raw))
+    env = {**ENV, "HOME": str(tmp_path)}
+    probe = subprocess.run([sys.executable, "-c", "import sounddevice as sd; print(sd.query_devices(None, 'input'))"],
+                           capture_output=True, env=env, timeout=60)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"PortAudio finds no ALSA input device here: {probe.stderr.decode()[-200:]}")
+    process = subprocess.Popen([sys.executable, "-m", "transformers_dass", "listen", "--jsonl", "--dtype", "float32"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    try:
+        for line in process.stderr:  # the model is loaded and the device open
+            if b"Ctrl-C to stop" in line:
+                break
+        time.sleep(3.0)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    err = err.decode()
+    assert process.returncode == 0 and "Traceback" not in err, err
+    heard = float(err.split(" s of audio from the microphone")[0].rsplit("\n", 1)[-1].split()[-1])
+    assert heard > 1.0, err
+    assert all(set(json.loads(line)) == {"time_s", "kind", "label", "score"} for line in out.decode().splitlines())

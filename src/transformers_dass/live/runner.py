@@ -224,10 +224,11 @@ def _get(items: queue.Queue):
 
 
 def _behind_message(detector: LiveDetector, waited_s: float) -> str:
+    speed = f", real-time factor {detector.stats.real_time_factor:.2f}" if detector.stats.windows else ""
     return (
-        f"falling behind: {waited_s:.1f} s of audio waited while the model ran (hop {detector.hop_s:g} s, real-time "
-        f"factor {detector.stats.real_time_factor:.2f}); skipping windows, each waiting step decided by the newest "
-        "window (counted at the end). A longer --hop, --dtype bfloat16 or a smaller model keep up"
+        f"falling behind: {waited_s:.1f} s of audio waited while the model ran (hop {detector.hop_s:g} s{speed}); "
+        "skipping windows, each waiting step decided by the newest window (counted at the end). A longer --hop, "
+        "--dtype bfloat16 or a smaller model keep up"
     )
 
 
