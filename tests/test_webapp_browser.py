@@ -20,7 +20,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason='the browser test n
 
 
 def chromium_path() -> str | None:
-    """A Chromium the test can drive: $DASS_CHROMIUM, else Debian's `chromium` (apt-get install chromium)."""
+    """A Chromium the tests can drive: $DASS_CHROMIUM, else Debian's `chromium` (apt-get install chromium)."""
     return os.environ.get("DASS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
