@@ -97,6 +97,7 @@ class LiveSession:
                 return []
             self.finished = True
             tail = self._resampler.finish() if self._resampler is not None else np.zeros(0, np.float32)
+            self._resampler = None  # its buffers (soxr's state) go now, not when gradio drops the session
             events = self.detector.push(tail, newest_only=True) if tail.shape[0] else []
             events += self.detector.finish()
             self._keep(events)
