@@ -1,16 +1,23 @@
-"""The Gradio app of `dass demo`: a page that tags a recording and draws its timeline, and a `/classify` API.
+"""The Gradio app of `dass demo`: a page that tags a recording and draws its timeline, listens live, and a
+`/classify` API.
 
-The page: upload a file or record from the microphone (or click an example); it shows the top labels of the
-whole recording, the timeline of the strongest labels (the PNG of `dass timeline`) and the detected segments,
-with a progress bar while a long file runs. The API endpoint `/classify` takes one audio file and returns
+The page has two tabs. "Recording": upload a file or record from the microphone (or click an example); it shows
+the top labels of the whole recording, the timeline of the strongest labels (the PNG of `dass timeline`) and the
+detected segments, with a progress bar while a long file runs. "Live": the browser's microphone streams to the
+server in half-second chunks through `dass listen`'s detector (`live_tab.LiveTab`): a table of the sounds as they
+start and end (time HH:MM:SS.ss from the start of the recording, kind, label, score; the last 200 events), the
+labels sounding now and a status line (seconds heard, windows run, real-time factor); stopping the recording
+closes the sounds still going. The API endpoint `/classify` takes one audio file and returns
 `({label: score}, [{"start_s", "end_s", "label", "score"}, ...])`, the numbers of `dass classify` and the rows of
 `dass timeline`'s CSV:
 
     from gradio_client import Client, handle_file
     labels, found = Client("http://127.0.0.1:7860/").predict(handle_file("clip.wav"), api_name="/classify")
 
-One model serves everyone: requests queue and run one at a time. Gradio is imported here only inside functions,
-so that `dass --help` works without it.
+One model serves everyone: uploads and API calls queue and run one at a time. A live recording holds a slot of its
+own queue from its first chunk to its last (`LIVE_LISTENERS` at once, `LIVE_TIME_LIMIT_S` each), so that a
+listener never holds up the uploads; its windows share the model with them (the forward keeps no state). Gradio is
+imported here only inside functions, so that `dass --help` works without it.
 """
 
 import os
