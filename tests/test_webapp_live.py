@@ -93,8 +93,8 @@ def test_the_table_keeps_the_newest_rows_and_says_how_many_it_dropped(tagger, sc
 def test_bad_chunks_get_a_message_or_nothing(tagger):
     tab = LiveTab(tagger.model, tagger.extractor)
     session, rows, now, status = tab.stream(None, None)  # gradio sends None before the first chunk
-    assert session is None and rows == []
-    session, rows, now, status = tab.stream((BROWSER_RATE, np.zeros(0, np.int16)), None)  # an empty chunk
+    assert session is None and rows == [] and "nothing" in now and "waiting" in status
+    session, rows, _, status = tab.stream((BROWSER_RATE, np.zeros(0, np.int16)), None)  # an empty chunk
     assert rows == [] and session.detector.stats.audio_s == 0 and "0.0 s heard" in status
     broken = np.full(CHUNK, np.nan, np.float32)
     with pytest.raises(ValueError, match="NaN or infinite samples"):
@@ -125,5 +125,5 @@ def test_the_page_turns_a_bad_chunk_into_a_message(tagger):
     (handler,) = [fn.fn for fn in app.fns.values() if fn.name == "live_stream"]
     with pytest.raises(gr.Error, match="NaN or infinite samples"):
         handler((BROWSER_RATE, np.full(CHUNK, np.inf, np.float32)), None)
-    session, rows, now, status = handler((BROWSER_RATE, np.zeros(CHUNK, np.int16)), None)
+    session, rows, _, status = handler((BROWSER_RATE, np.zeros(CHUNK, np.int16)), None)
     assert 0.5 - RESAMPLER_DELAY_S <= session.detector.time_s <= 0.5 and rows == [] and status.startswith("listening")
