@@ -202,9 +202,11 @@ class FakeInputStream:
     """Plays a waveform into the callback at `rate` (as fast as it can), like PortAudio's input stream would."""
 
     waveform: np.ndarray = np.zeros(0, np.float32)
+    devices: list = []
 
     def __init__(self, device, channels, samplerate, dtype, blocksize, callback):
         assert channels == 1 and dtype == "float32"
+        FakeInputStream.devices.append(device)
         self.blocksize, self.callback, self.active = blocksize, callback, False
 
     def start(self):
@@ -227,12 +229,16 @@ class FakeInputStream:
 
 def test_the_microphone_source_through_a_stand_in_for_sounddevice(monkeypatch, capsys):
     fake = types.ModuleType("sounddevice")
-    fake.query_devices = lambda device, kind: {"default_samplerate": 48000.0, "name": "stand-in"}
+    queried = []
+    fake.query_devices = lambda device, kind: queried.append((device, kind)) or {"default_samplerate": 48000.0,
+                                                                                 "name": "stand-in"}  # fmt: skip
     FakeInputStream.waveform = resample(scene(1), RATE, 48000)
+    FakeInputStream.devices = []
     fake.InputStream = FakeInputStream
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
-    code, out, err = run_main(monkeypatch, capsys, ["--jsonl", "--dtype", "float32"])
+    code, out, err = run_main(monkeypatch, capsys, ["--jsonl", "--dtype", "float32", "--device", "USB mic"])
     assert code == 0, err
+    assert queried == [("USB mic", "input")] and FakeInputStream.devices == ["USB mic"]
     starts = [e for e in events_of(out) if e["kind"] == "start"]
     assert {e["label"] for e in starts} == {"siren", "three"}, out
 
@@ -349,3 +355,21 @@ def test_a_real_portaudio_input_device(tmp_path):
     heard = float(err.split(" s of audio from the microphone")[0].rsplit("\n", 1)[-1].split()[-1])
     assert heard > 1.0, err
     assert all(set(json.loads(line)) == {"time_s", "kind", "label", "score"} for line in out.decode().splitlines())
+
+
+def test_no_input_device_is_one_error_line_naming_the_ways_out(tmp_path):
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError) as error:
+        pytest.skip(f"needs sounddevice and PortAudio (apt-get install libportaudio2): {error}")
+    env = {**ENV, "HOME": str(tmp_path)}  # no ~/.asoundrc: a machine without a sound card has no input device
+    probe = subprocess.run([sys.executable, "-c", "import sounddevice as sd; sd.query_devices(None, 'input')"],
+                           capture_output=True, env=env, timeout=60)  # fmt: skip
+    if probe.returncode == 0:
+        pytest.skip("this machine has an input device")
+    for args, device in (([], "the default input device"), (["--device", "no such mic"], "input device 'no such mic'")):
+        result = subprocess.run([sys.executable, "-m", "transformers_dass", "listen", *args], capture_output=True,
+                                env=env, timeout=120)  # fmt: skip
+        err = result.stderr.decode()
+        assert result.returncode == 2 and f"error: cannot open {device}" in err and "--device" in err, err
+        assert "Traceback" not in err

@@ -158,17 +158,26 @@ class MicrophoneBlocks:
                 f"listening to a microphone needs the PortAudio library ({error}): apt-get install libportaudio2 "
                 "(Debian/Ubuntu), brew install portaudio (macOS)"
             ) from error
-        info = sounddevice.query_devices(device, "input")
-        self.rate = int(info["default_samplerate"])
-        self.name = info["name"]
-        self.target_rate = target_rate
-        self.dropped_s = 0.0
-        self.overflows = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(capacity_s / BLOCK_S)))
-        self._stream = sounddevice.InputStream(
-            device=device, channels=1, samplerate=self.rate, dtype="float32", blocksize=int(BLOCK_S * self.rate),
-            callback=self._callback,
-        )  # fmt: skip
+        if isinstance(device, str) and device.strip().isdigit():
+            device = int(device)  # `--device 3`: the index `python -m sounddevice` lists
+        try:
+            info = sounddevice.query_devices(device, "input")
+            self.rate = int(info["default_samplerate"])
+            self.name = info["name"]
+            self.target_rate = target_rate
+            self.dropped_s = 0.0
+            self.overflows = 0
+            self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(capacity_s / BLOCK_S)))
+            self._stream = sounddevice.InputStream(
+                device=device, channels=1, samplerate=self.rate, dtype="float32", blocksize=int(BLOCK_S * self.rate),
+                callback=self._callback,
+            )  # fmt: skip
+        except (ValueError, sounddevice.PortAudioError) as error:
+            which = "the default input device" if device is None else f"input device {device!r}"
+            raise ValueError(
+                f"cannot open {which}: {error}. `python -m sounddevice` lists the devices (pick one with --device); "
+                "or pipe audio in with `dass listen -`"
+            ) from error
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status:
