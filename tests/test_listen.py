@@ -110,7 +110,7 @@ def test_a_file_a_url_and_stdin_give_the_same_events(monkeypatch, capsys, tmp_pa
     code, from_file, err = run_main(monkeypatch, capsys, [str(path), "--jsonl", "--dtype", "float32", "--no-pace"])
     assert code == 0 and from_file == from_stdin, err
 
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)  # noqa: E731
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -281,6 +281,7 @@ def test_falling_behind_a_live_source_is_said_once_and_windows_are_skipped():
     warnings = []
     report = runner.listen_to(SlowDetector(detector, 0.5), real_time_blocks(scene(1)[: 5 * RATE]), lambda e: None,
                               live=True, warn=warnings.append)  # fmt: skip
+    assert report.window_latency_s and not report.interrupted
     assert len(warnings) == 1 and warnings[0].startswith("falling behind"), warnings
     assert detector.stats.skipped_windows > 0 and detector.stats.lost_s == 0.0
     assert detector.stats.audio_s == pytest.approx(5.0)

@@ -84,17 +84,21 @@ def test_embeddings_in_resume_refusal_and_error_rows(clips, model_dir, tmp_path)
 
 
 @pytest.mark.parametrize("inference_mode", ["standard", "lean"])
-def test_read_out_embeddings_come_from_the_same_forward_on_both_paths(model_dir, inference_mode):  # noqa: F811
+def test_read_out_clip_and_step_embeddings_come_from_the_same_forward_on_both_paths(model_dir, inference_mode):  # noqa: F811
     from transformers_dass import DassForAudioClassification
     from transformers_dass.model.readout import read_out
 
     model = DassForAudioClassification.from_pretrained(model_dir).eval()
     features = torch.randn(2, 300, 128, generator=torch.Generator().manual_seed(0))
-    readouts = read_out(model, features, ["mean"], embeddings=True, inference_mode=inference_mode)
+    readouts = read_out(model, features, ["mean"], embeddings=True, step_embeddings=True, inference_mode=inference_mode)
     with torch.no_grad():
-        reference = model.dass(features, inference_mode="standard").pooler_output
+        outputs = model.dass(features, inference_mode="standard")
     assert readouts.embeddings.dtype == torch.float32 and readouts.embeddings.shape == (2, 32)
-    torch.testing.assert_close(readouts.embeddings, reference, atol=EMBEDDING_TOL, rtol=0)
+    torch.testing.assert_close(readouts.embeddings, outputs.pooler_output, atol=EMBEDDING_TOL, rtol=0)
+    # the per-step embeddings, what the frame logits are read from: the last hidden state's frequency mean
+    steps = outputs.last_hidden_state.mean(dim=2).transpose(1, 2)
+    assert readouts.step_embeddings.shape == (2, 10, 32) and readouts.step_embeddings.dtype == torch.float32
+    torch.testing.assert_close(readouts.step_embeddings, steps, atol=EMBEDDING_TOL, rtol=0)
     # the classifier's input: its logits are the mean readout (the same float32 linear map of the same tensor; only
     # the GEMM's blocking may differ: 32-term sums, within 32 * 2^-24 = 2e-6 of their size)
     logits = model.classifier(readouts.embeddings)  # a plain tensor: usable with autograd on, as a probe would

@@ -14,12 +14,14 @@ import torch
 
 from tests.test_tagging import MAX_LENGTH_FRAMES, clips, model_dir, write_bad_inputs  # noqa: F401 - fixtures
 from tests.test_tagging_embeddings import EMBEDDING_TOL
-from transformers_dass import DassFeatureExtractor, DassForAudioClassification, DassModel
+from transformers_dass import (
+    DassFeatureExtractor,
+    DassModel,
+)
 from transformers_dass.audio.io import load_audio
 from transformers_dass.cli import main as cli_main
 from transformers_dass.inference.features import long_audio_features
 from transformers_dass.model import modeling_dass
-from transformers_dass.model.readout import read_out
 from transformers_dass.tagging import RunOptionsError, read_rows, tag
 
 FRAMES_PER_STEP = 32  # input frames per step of the last stage (10 ms each: 0.32 s)
@@ -179,20 +181,6 @@ def test_cli_writes_steps_and_leaves_error_rows_without_any(model_dir, tmp_path,
     assert cli_main(["tag", str(bad["good"]), "--output", str(tmp_path / "x.csv"), "--step-embeddings",
                      str(steps), "--model", str(model_dir)]) == 2  # fmt: skip
     assert "pass --segments too" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("inference_mode", ["standard", "lean"])
-def test_read_out_step_embeddings_are_what_frame_logits_are_read_from(model_dir, inference_mode):  # noqa: F811
-    model = DassForAudioClassification.from_pretrained(model_dir).eval()
-    features = torch.randn(2, 300, 128, generator=torch.Generator().manual_seed(0))
-    readouts = read_out(model, features, ["mean"], step_embeddings=True, inference_mode=inference_mode)
-    with torch.no_grad():
-        hidden = model.dass(features, inference_mode="standard").last_hidden_state
-    assert readouts.step_embeddings.shape == (2, 10, 32) and readouts.step_embeddings.dtype == torch.float32
-    torch.testing.assert_close(readouts.step_embeddings, hidden.mean(dim=2).transpose(1, 2), atol=EMBEDDING_TOL, rtol=0)
-    # the classifier at every step gives frame_logits (32-term float32 dot products: within 32 * 2^-24 of their size)
-    torch.testing.assert_close(model.classifier(readouts.step_embeddings), readouts.frame_logits, atol=1e-5, rtol=1e-5)
-    assert readouts.embeddings is None and read_out(model, features, ["mean"]).step_embeddings is None
 
 
 def test_step_shards_flush_by_size_and_merge_keeps_the_newest_of_each_id(tmp_path):

@@ -32,7 +32,11 @@ SCENE = Path(__file__).resolve().parents[2] / "examples" / "scene_siren_three.wa
 
 def small_model_folder(folder: Path) -> Path:
     """A randomly initialised DASS-small classifier (527 labels) with the demo's feature extractor, saved."""
-    from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
+    from transformers_dass import (
+        DassConfig,
+        DassFeatureExtractor,
+        DassForAudioClassification,
+    )
 
     model = DassForAudioClassification(DassConfig.small())
     model.save_pretrained(folder)

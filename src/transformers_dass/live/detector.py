@@ -85,7 +85,7 @@ class LiveDetector:
                 f"the hop ({hop_s} s) is longer than the window ({window_s} s): the audio between windows would never "
                 "be analysed; use a hop at most the window"
             )
-        self.lookahead_steps = int(round(finite_float(lookahead_s, "lookahead") / self.step_s))
+        self.lookahead_steps = round(finite_float(lookahead_s, "lookahead") / self.step_s)
         if not 0 <= self.lookahead_steps <= self.window_steps - self.hop_steps:
             raise ValueError(
                 f"the lookahead ({lookahead_s} s) must be between 0 and the window minus the hop "
@@ -117,7 +117,7 @@ class LiveDetector:
 
     def _whole_steps(self, seconds, name: str) -> int:
         seconds = finite_float(seconds, name)
-        steps = int(round(seconds / self.step_s))
+        steps = round(seconds / self.step_s)
         if steps < 1:
             raise ValueError(f"the {name} must be at least one step ({self.step_s:g} s), got {seconds} s")
         return steps
@@ -167,7 +167,7 @@ class LiveDetector:
 
     def _min_samples(self) -> int:
         """Samples of one fbank frame (25 ms): less than that gives no step."""
-        return int(round(0.025 * self.rate))
+        return round(0.025 * self.rate)
 
     def _run_window(self, end: int, decide_until: int) -> list[LiveEvent]:
         """Run the window ending at sample `end` and decide the steps `[_decided_steps, decide_until)` from it."""

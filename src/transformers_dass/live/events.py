@@ -58,7 +58,7 @@ class LiveEvent:
 
 def format_clock(seconds: float) -> str:
     """`HH:MM:SS.ss` of a non-negative number of seconds."""
-    hundredths = int(round(seconds * 100))
+    hundredths = round(seconds * 100)
     hours, rest = divmod(hundredths, 360000)
     minutes, rest = divmod(rest, 6000)
     return f"{hours:02d}:{minutes:02d}:{rest // 100:02d}.{rest % 100:02d}"

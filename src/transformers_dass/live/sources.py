@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import queue
 import time
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 
