@@ -239,7 +239,7 @@ def _listen(args: argparse.Namespace) -> int:
     it went (real-time factor, latency) on stderr."""
     from .live import LiveDetector
     from .live.runner import listen_to, summary
-    from .live.sources import describe, file_blocks, is_url, microphone_blocks, pcm_blocks
+    from .live.sources import MicrophoneBlocks, describe, file_blocks, is_url, pcm_blocks
 
     def warn(message: str) -> None:
         print(f"dass listen: warning: {message}", file=sys.stderr, flush=True)
@@ -256,7 +256,7 @@ def _listen(args: argparse.Namespace) -> int:
     rate = detector.rate
     if args.source is None:
         try:
-            blocks, live = microphone_blocks(args.device, rate), True
+            blocks, live = MicrophoneBlocks(args.device, rate), True
         except ImportError as error:
             print(f"dass listen: error: {error}", file=sys.stderr)
             return 2
@@ -465,12 +465,16 @@ def _add_listen_command(commands) -> None:
     )  # fmt: skip
     listen.add_argument("--model", help=MODEL_HELP)
     _add_dtype_option(listen)
-    listen.add_argument("--jsonl", action="store_true", help='One JSON object a line: {"time_s", "kind", "label", "score"}.')
+    listen.add_argument(
+        "--jsonl", action="store_true", help='One JSON object a line: {"time_s", "kind", "label", "score"}.'
+    )
     listen.add_argument(
         "--window", type=float, default=None, metavar="SECONDS",
         help="Audio per window (default: the model's training length, 10.24 s).",
     )  # fmt: skip
-    listen.add_argument("--hop", type=float, default=1.0, metavar="SECONDS", help="New audio between windows (default 1).")
+    listen.add_argument(
+        "--hop", type=float, default=1.0, metavar="SECONDS", help="New audio between windows (default 1)."
+    )
     listen.add_argument("--threshold", type=float, default=0.5, help="Score at which a sound starts (default 0.5).")
     listen.add_argument(
         "--end-threshold", type=float, default=0.3,
@@ -486,9 +490,13 @@ def _add_listen_command(commands) -> None:
     )  # fmt: skip
     listen.add_argument("--rate", type=int, default=16000, help="stdin: sampling rate in Hz (default 16000).")
     listen.add_argument("--channels", type=int, default=1, help="stdin: interleaved channels (default 1).")
-    listen.add_argument("--format", choices=("s16le", "f32le"), default="s16le", help="stdin: sample format (default s16le).")
+    listen.add_argument(
+        "--format", choices=("s16le", "f32le"), default="s16le", help="stdin: sample format (default s16le)."
+    )
     listen.add_argument("--device", help="Microphone: a device name or index (`python -m sounddevice` lists them).")
-    listen.add_argument("--no-pace", action="store_true", help="A file or URL: as fast as the model goes, not at real time.")
+    listen.add_argument(
+        "--no-pace", action="store_true", help="A file or URL: as fast as the model goes, not at real time."
+    )
     listen.set_defaults(handler=_listen)
 
 

@@ -38,7 +38,7 @@ from .resample import BlockResampler, check_rate
 
 DEFAULT_BLOCK_SECONDS = 60.0
 
-__all__ = ["DEFAULT_BLOCK_SECONDS", "FbankStream", "stream_audio"]
+__all__ = ["DEFAULT_BLOCK_SECONDS", "FbankStream", "resampled_blocks", "stream_audio"]
 
 
 def stream_audio(
@@ -70,11 +70,12 @@ def stream_audio(
     except SOUNDFILE_ERRORS as err:
         with open_media(path, err, warn=warn_truncated) as media:
             frames = max(1, int(block_seconds * media.rate))
-            yield from _resampled(media.blocks(frames, warn_truncated), media.rate, sampling_rate, name, progress)
+            yield from resampled_blocks(media.blocks(frames, warn_truncated), media.rate, sampling_rate, name, progress)
         return
     with handle:
         frames = max(1, int(block_seconds * handle.samplerate))
-        yield from _resampled(_soundfile_blocks(handle, frames, name), handle.samplerate, sampling_rate, name, progress)
+        blocks = _soundfile_blocks(handle, frames, name)
+        yield from resampled_blocks(blocks, handle.samplerate, sampling_rate, name, progress)
         if warn_truncated:
             warn_if_truncated(path, handle.tell(), handle.samplerate)
 
@@ -93,9 +94,10 @@ def _soundfile_blocks(handle: soundfile.SoundFile, frames: int, name: str) -> It
         yield data
 
 
-def _resampled(blocks, file_rate: int, sampling_rate: int, name: str, progress) -> Iterator[np.ndarray]:
-    """Mono float32 blocks at `sampling_rate` from (frames, channels) `blocks` at `file_rate`: the checks of
-    `load_audio` (finite samples, not empty), its downmix, and `BlockResampler`."""
+def resampled_blocks(blocks, file_rate: int, sampling_rate: int, name: str, progress=None) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at `sampling_rate` from (frames, channels) float32 `blocks` at `file_rate`: the checks of
+    `load_audio` (finite samples, not empty; messages name the source as `name`), its downmix, and
+    `BlockResampler`. Files (`stream_audio`) and the live sources (`live.sources`) go through it."""
     resampler = BlockResampler(file_rate, sampling_rate)
     total = 0
     for data in blocks:

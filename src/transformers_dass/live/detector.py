@@ -160,14 +160,11 @@ class LiveDetector:
         events = []
         self.last_window_ends = []
         total_steps = -(-self._received // self.step_samples)
-        if self._received and total_steps > self._decided_steps and self._received >= self._min_samples():
+        one_frame = frame_geometry(self.rate)[0]  # fewer samples give no fbank frame, hence no step
+        if total_steps > self._decided_steps and self._received >= one_frame:
             events += self._run_window(self._received, total_steps)
             self.last_window_ends = [self._received]
         return events + self.tracker.close()
-
-    def _min_samples(self) -> int:
-        """Samples of one fbank frame (25 ms): less than that gives no step."""
-        return round(0.025 * self.rate)
 
     def _run_window(self, end: int, decide_until: int) -> list[LiveEvent]:
         """Run the window ending at sample `end` and decide the steps `[_decided_steps, decide_until)` from it."""
@@ -179,7 +176,8 @@ class LiveDetector:
             self._decided_steps = first_step
         began = time.perf_counter()
         waveform = self._audio[start - self._audio_start : end - self._audio_start]
-        timeline = analyse_features(self.model, waveform_features(waveform, self.extractor), top_k=1, timeline=True).timeline
+        recording = waveform_features(waveform, self.extractor)
+        timeline = analyse_features(self.model, recording, top_k=1, timeline=True).timeline
         self.stats.model_s += time.perf_counter() - began
         self.stats.windows += 1
         local = slice(self._decided_steps - first_step, min(decide_until - first_step, len(timeline.times)))

@@ -24,10 +24,9 @@ import numpy as np
 
 from ..utils.checks import non_negative_float, probability
 
-EVENT_KINDS = ("start", "end")
 HISTORY_STEPS = 256  # decided steps kept for onsets (10.24 s of 40 ms steps: a window)
 
-__all__ = ["EVENT_KINDS", "EventTracker", "LiveEvent", "format_clock"]
+__all__ = ["EventTracker", "LiveEvent", "format_clock"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,6 @@ class EventTracker:
         # The last decided steps, for onsets when an update brings no rescored earlier steps.
         self._history_times = np.zeros((0, 2))
         self._history_scores = np.zeros((0, len(self.labels)))
-        self._time_s = 0.0  # end of the last step seen
 
     @property
     def open_labels(self) -> list[str]:
@@ -126,7 +124,6 @@ class EventTracker:
                 starting = column not in self._open and row[column] >= self.start_threshold
                 onset = self._onset(all_times, all_scores[:, column], index, column) if starting else float(start)
                 self._step(column, onset, float(end), float(row[column]), found)
-            self._time_s = float(end)
         self._history_times = np.concatenate([self._history_times, times])[-HISTORY_STEPS:]
         self._history_scores = np.concatenate([self._history_scores, scores])[-HISTORY_STEPS:]
         found.sort(key=lambda event: (event.time_s, event.kind != "end", event.label))

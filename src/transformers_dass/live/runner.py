@@ -190,16 +190,14 @@ def listen_to(
                 if behind and not warned_behind:
                     warned_behind = True
                     warn(_behind_message(detector, samples.shape[0] / rate))
-                windows_before = detector.stats.windows
-                events = detector.push(samples, newest_only=behind)
-                emit(events, detector.last_window_ends[: detector.stats.windows - windows_before])
+                emit(detector.push(samples, newest_only=behind), detector.last_window_ends)
                 arrivals.forget_before(arrivals.samples - int((detector.window_s + QUEUE_S) * rate))
             if ended:
                 break
         if reader.error is not None:
             emit(detector.finish(), [])
             raise reader.error
-        emit(detector.finish(), detector.last_window_ends[-1:])
+        emit(detector.finish(), detector.last_window_ends)
     except (KeyboardInterrupt, BrokenPipeError):
         report.interrupted = True
         reader.stopping.set()

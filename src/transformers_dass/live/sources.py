@@ -17,8 +17,8 @@ from typing import BinaryIO
 import numpy as np
 
 from ..audio.io import describe_source
-from ..audio.resample import BlockResampler, check_rate
-from ..audio.stream import stream_audio
+from ..audio.resample import check_rate
+from ..audio.stream import resampled_blocks, stream_audio
 from ..utils.checks import positive_int
 from ..utils.optional import require
 
@@ -29,23 +29,12 @@ CONTAINER_MAGIC = {b"RIFF": "a WAV file", b"fLaC": "a FLAC file", b"OggS": "an O
 # Float samples of a real signal stay near [-1, 1]; far beyond, the bytes are most likely not f32le.
 F32_PLAUSIBLE_PEAK = 64.0
 
-__all__ = ["BLOCK_S", "PCM_FORMATS", "file_blocks", "is_url", "microphone_blocks", "pcm_blocks"]
+__all__ = ["BLOCK_S", "PCM_FORMATS", "MicrophoneBlocks", "file_blocks", "is_url", "pcm_blocks"]
 
 
 def is_url(source: str) -> bool:
     """Whether SOURCE names a network stream (`scheme://...`) rather than a file path."""
     return "://" in source and not os.path.exists(source)
-
-
-def _resampled(blocks: Iterator[np.ndarray], rate: int, target_rate: int) -> Iterator[np.ndarray]:
-    resampler = BlockResampler(rate, target_rate)
-    for block in blocks:
-        out = resampler.push(block)
-        if out.shape[0]:
-            yield out
-    tail = resampler.finish()
-    if tail.shape[0]:
-        yield tail
 
 
 def pcm_blocks(stream: BinaryIO, rate: int = 16000, channels: int = 1, sample_format: str = "s16le",
@@ -92,11 +81,11 @@ def pcm_blocks(stream: BinaryIO, rate: int = 16000, channels: int = 1, sample_fo
                     warned = True
                     warn(f"f32le samples up to {np.abs(samples).max():.3g}, far outside [-1, 1]: if stdin holds "
                          "16-bit integers, pass --format s16le")  # fmt: skip
-                mono = samples.mean(axis=1, dtype=np.float32)
+                block = samples
             else:
-                mono = samples.astype(np.float32).mean(axis=1) / 32768.0
+                block = samples.astype(np.float32) / 32768.0
             total += samples.shape[0]
-            yield mono
+            yield block
         if pending and warn is not None:
             warn(f"stdin ended with {len(pending)} byte(s) that do not make a whole frame ({frame_bytes} bytes: "
                  f"{channels} x {sample_format}); they are dropped")  # fmt: skip
@@ -106,7 +95,7 @@ def pcm_blocks(stream: BinaryIO, rate: int = 16000, channels: int = 1, sample_fo
                 "listen -` or `ffmpeg -i IN -f s16le -ac 1 -ar 16000 - | dass listen -`"
             )
 
-    return _resampled(frames(), rate, target_rate)
+    return resampled_blocks(frames(), rate, target_rate, "stdin")
 
 
 def _refuse_container(first_bytes: bytes) -> None:
@@ -138,9 +127,7 @@ def _url_blocks(url: str, target_rate: int) -> Iterator[np.ndarray]:
     from ..audio.media import MediaFile
 
     with MediaFile(url) as media:
-        rate = media.rate
-        mono = (block.mean(axis=1, dtype=np.float32) for block in media.blocks(max(1, int(BLOCK_S * rate))))
-        yield from _resampled(mono, rate, target_rate)
+        yield from resampled_blocks(media.blocks(max(1, int(BLOCK_S * media.rate))), media.rate, target_rate, url)
 
 
 class MicrophoneBlocks:
@@ -183,7 +170,7 @@ class MicrophoneBlocks:
     def _callback(self, indata, frames, time_info, status) -> None:
         if status:
             self.overflows += 1
-        block = np.array(indata[:, 0], dtype=np.float32)
+        block = np.array(indata, dtype=np.float32)  # (frames, 1)
         while True:
             try:
                 self._queue.put_nowait(block)
@@ -207,12 +194,7 @@ class MicrophoneBlocks:
                 self._stream.stop()
                 self._stream.close()
 
-        return _resampled(blocks(), self.rate, self.target_rate)
-
-
-def microphone_blocks(device=None, target_rate: int = 16000) -> MicrophoneBlocks:
-    """The default input device (or `device`: a name or index, as `python -m sounddevice` lists them)."""
-    return MicrophoneBlocks(device, target_rate)
+        return resampled_blocks(blocks(), self.rate, self.target_rate, "the microphone")
 
 
 def describe(source: str | None) -> str:
