@@ -65,6 +65,23 @@ def test_each_step_is_decided_once_by_the_newest_window_that_holds_it(demo, stre
     assert detector.stats.windows == 21 and detector.stats.skipped_windows == 0  # 20 hops, then the end
 
 
+@pytest.mark.parametrize("lookahead_s", [0.0, 1.0, 1.48, 2.96])
+def test_with_a_lookahead_each_step_is_still_decided_once(demo, stream, lookahead_s):
+    """A lookahead longer than the audio heard so far (the stream's first windows) decides nothing yet."""
+    detector = LiveDetector(demo.model, demo.extractor, window_s=4.0, hop_s=1.0, lookahead_s=lookahead_s)
+    decided = []
+    update = detector.tracker.update
+
+    def record(times, scores, *earlier):
+        decided.append(np.array(times))
+        return update(times, scores, *earlier)
+
+    detector.tracker.update = record
+    run(detector, stream[: 6 * RATE], 1600)
+    starts = np.concatenate(decided)[:, 0]
+    np.testing.assert_allclose(starts, np.arange(150) * 0.04, atol=1e-9)  # 6 s: 598 frames, 150 steps, each once
+
+
 def test_the_events_do_not_depend_on_the_block_size(demo, stream):
     events = [run(LiveDetector(demo.model, demo.extractor), stream, block) for block in (1600, 5923, len(stream))]
     assert events[0] == events[1] == events[2]

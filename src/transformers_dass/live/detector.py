@@ -142,13 +142,15 @@ class LiveDetector:
         newest_end = self._received - self._received % hop  # windows end at hop, 2 hop, ...
         ends = list(range(self._last_window_end + hop, newest_end + 1, hop))
         self._last_window_end = newest_end
+        # With a lookahead, the stream's first windows end before any step they may decide: nothing to run yet.
+        ends = [end for end in ends if self._decide_until(end) > self._decided_steps]
         if newest_only and len(ends) > 1:
             self.stats.skipped_windows += len(ends) - 1
             ends = ends[-1:]
         events = []
         self.last_window_ends = ends
         for end in ends:
-            events += self._run_window(end, end // self.step_samples - self.lookahead_steps)
+            events += self._run_window(end, self._decide_until(end))
         self._forget_before(newest_end - self.window_steps * self.step_samples)
         return events
 
@@ -165,6 +167,10 @@ class LiveDetector:
             events += self._run_window(self._received, total_steps)
             self.last_window_ends = [self._received]
         return events + self.tracker.close()
+
+    def _decide_until(self, end: int) -> int:
+        """The first step the window ending at stream sample `end` does not decide (`lookahead_steps` before it)."""
+        return end // self.step_samples - self.lookahead_steps
 
     def _run_window(self, end: int, decide_until: int) -> list[LiveEvent]:
         """Run the window ending at sample `end` and decide the steps `[_decided_steps, decide_until)` from it."""
