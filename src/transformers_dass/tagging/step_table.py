@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..inference.classify import StepEmbeddings
-from .table import require_pyarrow
+from .store import next_shard_number, shards_oldest_first
+from .table import atomic_path, require_pyarrow
 
 __all__ = ["STEP_COLUMNS", "StepShardWriter", "check_step_path", "merge_steps", "step_rows", "step_table"]
 
@@ -104,8 +105,7 @@ class StepShardWriter:
         self.parts = Path(parts)
         self.rank = rank
         self.max_values = max_values
-        numbers = [int(match.group(2)) for match in _shards(self.parts) if int(match.group(1)) == rank]
-        self._next = max(numbers, default=0) + 1
+        self._next = next_shard_number(self.parts, STEP_SHARD_NAME, rank)
         self._buffer: list[tuple[str, StepEmbeddings]] = []
         self._values = 0
 
@@ -119,14 +119,8 @@ class StepShardWriter:
         if not self._buffer:
             return
         pa = require_pyarrow()
-        path = self.parts / f"steps-rank{self.rank:05d}-{self._next:06d}.parquet"
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        with atomic_path(self.parts / f"steps-rank{self.rank:05d}-{self._next:06d}.parquet") as temporary:
             pa.parquet.write_table(step_table(self._buffer), str(temporary))
-            os.replace(temporary, path)  # atomic: a kill never leaves half a shard
-        finally:
-            if temporary.exists():
-                temporary.unlink()
         self._next += 1
         self._buffer, self._values = [], 0
 
@@ -137,10 +131,7 @@ def merge_steps(parts: str | os.PathLike, path: str | os.PathLike, keep: set[str
     pa = require_pyarrow()
     import pyarrow.compute  # noqa: F401 - pa.compute below
 
-    shards = sorted(
-        (Path(parts) / match.group(0) for match in _shards(Path(parts))),
-        key=lambda shard: (shard.stat().st_mtime_ns, shard.name),
-    )
+    shards = shards_oldest_first(Path(parts), STEP_SHARD_NAME)
     newest: dict[str, int] = {}
     for number, shard in enumerate(shards):  # ids only: a small read
         for key in pa.parquet.read_table(str(shard), columns=["id"]).column("id").unique().to_pylist():
@@ -149,27 +140,15 @@ def merge_steps(parts: str | os.PathLike, path: str | os.PathLike, keep: set[str
     for key, number in newest.items():
         if key in keep:
             wanted.setdefault(number, []).append(key)
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     written = 0
-    try:
-        with pa.parquet.ParquetWriter(str(temporary), step_schema()) as writer:
-            for number, shard in enumerate(shards):
-                if number not in wanted:
-                    continue
-                table = pa.parquet.read_table(str(shard))
-                chosen = pa.array(wanted[number], pa.string())
-                table = table.filter(pa.compute.is_in(table.column("id"), value_set=chosen))
-                writer.write_table(table)
-                written += table.num_rows
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    with atomic_path(path) as temporary, pa.parquet.ParquetWriter(str(temporary), step_schema()) as writer:
+        for number, shard in enumerate(shards):
+            if number not in wanted:
+                continue
+            table = pa.parquet.read_table(str(shard))
+            chosen = pa.array(wanted[number], pa.string())
+            table = table.filter(pa.compute.is_in(table.column("id"), value_set=chosen))
+            writer.write_table(table)
+            written += table.num_rows
     return written
 
-
-def _shards(parts: Path) -> list[re.Match]:
-    if not parts.is_dir():
-        return []
-    return [match for match in (STEP_SHARD_NAME.match(path.name) for path in parts.iterdir()) if match]

@@ -20,7 +20,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .table import read_rows, table_format, write_rows
+from .table import atomic_path, read_rows, table_format, write_rows
 
 __all__ = ["RunOptionsError", "RunStore", "ShardWriter"]
 
@@ -83,16 +83,12 @@ class RunStore:
         self.parts.mkdir(parents=True, exist_ok=True)
         run_file = self.parts / RUN_FILE
         if not run_file.exists():
-            temporary = run_file.with_name(f".{RUN_FILE}.tmp-{os.getpid()}")
-            temporary.write_text(json.dumps(options, indent=2, sort_keys=True), encoding="utf-8")
-            os.replace(temporary, run_file)
+            with atomic_path(run_file) as temporary:
+                temporary.write_text(json.dumps(options, indent=2, sort_keys=True), encoding="utf-8")
 
     def shard_paths(self) -> list[Path]:
-        """The shards written so far, oldest first (by modification time, then name)."""
-        if not self.parts.is_dir():
-            return []
-        shards = [path for path in self.parts.iterdir() if SHARD_NAME.match(path.name)]
-        return sorted(shards, key=lambda path: (path.stat().st_mtime_ns, path.name))
+        """The table's shards written so far, oldest first (by modification time, then name)."""
+        return shards_oldest_first(self.parts, SHARD_NAME)
 
     def rows(self) -> dict[str, dict]:
         """Every row in the shards by id; where an id has rows in several shards (a failed input tried again),
@@ -120,6 +116,21 @@ class RunStore:
         return table
 
 
+def shards_oldest_first(parts: Path, name: re.Pattern) -> list[Path]:
+    """The files in `parts` whose names match `name`, oldest first (by modification time, then name)."""
+    if not parts.is_dir():
+        return []
+    shards = [path for path in parts.iterdir() if name.match(path.name)]
+    return sorted(shards, key=lambda path: (path.stat().st_mtime_ns, path.name))
+
+
+def next_shard_number(parts: Path, name: re.Pattern, rank: int) -> int:
+    """The number of process `rank`'s next shard in `parts`: one past its highest so far (a resumed run adds to
+    them). `name` captures the rank and the number as its first two groups."""
+    matches = (name.match(path.name) for path in shards_oldest_first(parts, name))
+    return max((int(match.group(2)) for match in matches if int(match.group(1)) == rank), default=0) + 1
+
+
 class ShardWriter:
     """Buffers one process's rows and writes them as numbered shards of `shard_size` rows; `before_write` (if given)
     is called before each shard is written (the per-step embeddings of those rows go to disk first)."""
@@ -131,12 +142,7 @@ class ShardWriter:
         self.rank = rank
         self.shard_size = shard_size
         self.before_write = before_write
-        numbers = [
-            int(match.group(2))
-            for match in (SHARD_NAME.match(path.name) for path in store.shard_paths())
-            if int(match.group(1)) == rank
-        ]
-        self._next = max(numbers, default=0) + 1
+        self._next = next_shard_number(store.parts, SHARD_NAME, rank)
         self._buffer: list[dict] = []
 
     def add(self, rows: list[dict]) -> None:

@@ -20,6 +20,7 @@ pyarrow (`pip install "transformers-dass[tag]"`), imported only when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -52,18 +53,25 @@ def write_rows(
     path: str | os.PathLike, rows: list[dict], with_segments: bool, kind: str | None = None, with_embeddings: bool = False
 ) -> None:
     """Write `rows` (dicts with `columns(with_segments, with_embeddings)`) to `path` in `kind` (default: by
-    its extension), atomically: into a temporary file first, renamed over `path` once complete, so that a kill never leaves a
-    half-written table."""
+    its extension), atomically (`atomic_path`), so that a kill never leaves a half-written table."""
     kind = kind or table_format(path)
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as temporary:
         if kind == "parquet":
             _write_parquet(temporary, rows, with_segments, with_embeddings)
         elif kind == "csv":
             _write_csv(temporary, rows, columns(with_segments, with_embeddings))
         else:
             _write_jsonl(temporary, rows, columns(with_segments, with_embeddings))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary name beside `path` to write the file to: renamed over `path` when the block completes, removed if
+    it raises, so that a kill or an error never leaves a half-written file at `path`."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield temporary
         os.replace(temporary, path)
     finally:
         if temporary.exists():
