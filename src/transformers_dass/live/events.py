@@ -158,14 +158,15 @@ class EventTracker:
         elif end - sound.last_above_end_s >= self.min_gap_s - 1e-9:
             del self._open[column]
             self._last_end[column] = sound.last_above_end_s
-            found.append(LiveEvent(sound.last_above_end_s, "end", self.labels[column], sound.peak))
+            found.append(self._end_of(column, sound))
+
+    def _end_of(self, column: int, sound: _OpenSound) -> LiveEvent:
+        """The "end" event of a sound: at the end of its last step above the end threshold, with its peak score."""
+        return LiveEvent(sound.last_above_end_s, "end", self.labels[column], sound.peak)
 
     def close(self) -> list[LiveEvent]:
         """End every open sound (the stream has ended): at its last step above the end threshold."""
-        found = [
-            LiveEvent(sound.last_above_end_s, "end", self.labels[column], sound.peak)
-            for column, sound in sorted(self._open.items())
-        ]
+        found = [self._end_of(column, sound) for column, sound in sorted(self._open.items())]
         self._open.clear()
         found.sort(key=lambda event: (event.time_s, event.label))
         return found

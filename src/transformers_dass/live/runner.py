@@ -27,6 +27,7 @@ import numpy as np
 
 from .detector import LiveDetector
 from .events import LiveEvent
+from .sources import BLOCK_S, put_dropping_oldest
 
 QUEUE_S = 30.0  # seconds of audio the reader may hold ahead of the detector
 BEHIND_HOPS = 2  # audio waiting beyond this many hops: the detector is behind a live source
@@ -97,17 +98,16 @@ class _Reader(threading.Thread):
 
     def _put(self, item, drop_oldest: bool) -> None:
         while not self.stopping.is_set():
+            if drop_oldest:
+                for old in put_dropping_oldest(self.queue, item):
+                    if old is not _END:
+                        self.dropped_s += old[0].shape[0] / self.rate
+                return
             try:
-                self.queue.put(item, timeout=0.1) if not drop_oldest else self.queue.put_nowait(item)
+                self.queue.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if drop_oldest:
-                    try:
-                        old = self.queue.get_nowait()
-                        if old is not _END:
-                            self.dropped_s += old[0].shape[0] / self.rate
-                    except queue.Empty:
-                        pass
+                continue
 
 
 class _Arrivals:
@@ -151,7 +151,7 @@ def listen_to(
     the sounds open at that point have been closed and written.
     """
     rate = detector.rate
-    reader = _Reader(blocks, live, rate, capacity_blocks=max(4, int(QUEUE_S / 0.1)))
+    reader = _Reader(blocks, live, rate, capacity_blocks=max(4, int(QUEUE_S / BLOCK_S)))
     report = ListenReport()
     arrivals = _Arrivals()
     warned_behind = False

@@ -29,12 +29,27 @@ CONTAINER_MAGIC = {b"RIFF": "a WAV file", b"fLaC": "a FLAC file", b"OggS": "an O
 # Float samples of a real signal stay near [-1, 1]; far beyond, the bytes are most likely not f32le.
 F32_PLAUSIBLE_PEAK = 64.0
 
-__all__ = ["BLOCK_S", "PCM_FORMATS", "MicrophoneBlocks", "file_blocks", "is_url", "pcm_blocks"]
+__all__ = ["BLOCK_S", "PCM_FORMATS", "MicrophoneBlocks", "file_blocks", "is_url", "pcm_blocks", "put_dropping_oldest"]
 
 
 def is_url(source: str) -> bool:
     """Whether SOURCE names a network stream (`scheme://...`) rather than a file path."""
     return "://" in source and not os.path.exists(source)
+
+
+def put_dropping_oldest(items: queue.Queue, item) -> list:
+    """Put `item` on the bounded queue `items` without waiting: while it is full, its oldest items are taken off to
+    make room. Returns the items dropped, oldest first, for the caller to count (a live source must never wait)."""
+    dropped = []
+    while True:
+        try:
+            items.put_nowait(item)
+            return dropped
+        except queue.Full:
+            try:
+                dropped.append(items.get_nowait())
+            except queue.Empty:  # another thread took one meanwhile: there is room now
+                pass
 
 
 def pcm_blocks(stream: BinaryIO, rate: int = 16000, channels: int = 1, sample_format: str = "s16le",
@@ -171,15 +186,8 @@ class MicrophoneBlocks:
         if status:
             self.overflows += 1
         block = np.array(indata, dtype=np.float32)  # (frames, 1)
-        while True:
-            try:
-                self._queue.put_nowait(block)
-                return
-            except queue.Full:
-                try:
-                    self.dropped_s += self._queue.get_nowait().shape[0] / self.rate
-                except queue.Empty:
-                    pass
+        for old in put_dropping_oldest(self._queue, block):
+            self.dropped_s += old.shape[0] / self.rate
 
     def __iter__(self) -> Iterator[np.ndarray]:
         def blocks():
