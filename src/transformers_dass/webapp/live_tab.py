@@ -26,9 +26,9 @@ from ..live.events import format_clock
 
 MAX_ROWS = 200  # events kept in a session's table; older rows are dropped (and counted in the status line)
 EVENT_COLUMNS = ("time", "kind", "label", "score")
-INT16_SCALE = 32768.0  # int16 PCM to [-1, 1)
+NOTHING_SOUNDING = "**Sounding now:** nothing"
 
-__all__ = ["EVENT_COLUMNS", "MAX_ROWS", "LiveSession", "LiveTab", "chunk_samples"]
+__all__ = ["EVENT_COLUMNS", "MAX_ROWS", "NOTHING_SOUNDING", "LiveSession", "LiveTab", "chunk_samples"]
 
 
 def chunk_samples(data) -> np.ndarray:
@@ -126,8 +126,8 @@ class LiveSession:
         """The labels sounding now, as Markdown."""
         labels = self.detector.tracker.open_labels
         if self.finished:
-            return "**Sounding now:** nothing (the recording has stopped)"
-        return f"**Sounding now:** {', '.join(labels)}" if labels else "**Sounding now:** nothing"
+            return f"{NOTHING_SOUNDING} (the recording has stopped)"
+        return f"**Sounding now:** {', '.join(labels)}" if labels else NOTHING_SOUNDING
 
     def status(self) -> str:
         """Seconds heard, windows run (and skipped), the real-time factor, and rows dropped from the table."""
@@ -169,7 +169,7 @@ class LiveTab:
     def start() -> tuple[None, list[list], str, str]:
         """A recording starts: (session state, table, sounding now, status) reset; the first chunk makes the
         session."""
-        return None, [], "**Sounding now:** nothing", "listening: waiting for the microphone's first chunk"
+        return None, [], NOTHING_SOUNDING, "listening: waiting for the microphone's first chunk"
 
     def stream(self, chunk, session: LiveSession | None) -> tuple[LiveSession | None, list[list], str, str]:
         """One chunk `(rate, samples)` (or None) of the recording: (session, table, sounding now, status).
@@ -188,6 +188,6 @@ class LiveTab:
     def stop(self, session: LiveSession | None) -> tuple[LiveSession | None, list[list], str, str]:
         """The recording stopped: the session's closing events shown, every sound ended."""
         if session is None:
-            return None, [], "**Sounding now:** nothing", "stopped before any audio arrived"
+            return None, [], NOTHING_SOUNDING, "stopped before any audio arrived"
         session.finish()
         return (session, *session.view())

@@ -28,7 +28,7 @@ from ..audio.io import AUDIO_SUFFIXES
 from ..inference.timeline import SEGMENT_FIELDS
 from . import require_gradio
 from .analysis import MAX_FILE_MB, Analysis, Tagger
-from .live_tab import EVENT_COLUMNS, MAX_ROWS, LiveTab
+from .live_tab import EVENT_COLUMNS, MAX_ROWS, NOTHING_SOUNDING, LiveTab
 
 # The repository's example clips, when running from a clone (a wheel install has none).
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
@@ -180,7 +180,7 @@ def build_app(tagger: Tagger, examples_dir=EXAMPLES_DIR):
                         sources=["microphone"], type="numpy", streaming=True, label="Microphone",
                         elem_id="dass-live-audio",
                     )
-                    now = gr.Markdown("**Sounding now:** nothing", elem_id="dass-live-now")
+                    now = gr.Markdown(NOTHING_SOUNDING, elem_id="dass-live-now")
                     status = gr.Markdown(elem_id="dass-live-status")
                 with gr.Column():
                     events = gr.Dataframe(
