@@ -7,10 +7,8 @@ table's rows are ranked by cosine similarity (`index.EmbeddingIndex`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +16,7 @@ from ..inference.classify import analyse_features
 from ..inference.features import file_features
 from .index import EmbeddingIndex, Match
 from .run import extractor_fingerprint, model_fingerprint
-from .store import RUN_FILE
+from .store import RUN_FILE, parts_folder, recorded_options
 
 __all__ = ["embed_file", "similar"]
 
@@ -59,29 +57,18 @@ def similar(
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     loaded = load_model(model, dtype=None)  # as saved: the fingerprint is taken before any precision, as `tag` does
-    recorded = _recorded_options(index)
+    recorded = None if isinstance(index, EmbeddingIndex) else recorded_options(index)
     if recorded is not None:
         _check_same_model(recorded, loaded, index)
     elif not isinstance(index, EmbeddingIndex):
         logger.warning(
             "%s has no %s beside it: cannot check that it was tagged with this model; pass the same --model and "
-            "--dtype as `dass tag` used", index, _run_file(index),
+            "--dtype as `dass tag` used", index, parts_folder(index) / RUN_FILE,
         )  # fmt: skip
     precision = resolve_dtype(dtype, "cpu")[0] if dtype is not None else (recorded or {}).get("precision")
     model = apply_precision(loaded.model, precision) if precision is not None else loaded.model
     table = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.from_table(index)
     return table.search(embed_file(query, model, loaded.extractor), top_k)
-
-
-def _run_file(table) -> Path:
-    table = Path(table)
-    return table.with_name(table.name + ".parts") / RUN_FILE
-
-
-def _recorded_options(index) -> dict | None:
-    if isinstance(index, EmbeddingIndex) or not _run_file(index).is_file():
-        return None
-    return json.loads(_run_file(index).read_text(encoding="utf-8"))
 
 
 def _check_same_model(recorded: dict, loaded, index) -> None:
@@ -90,7 +77,7 @@ def _check_same_model(recorded: dict, loaded, index) -> None:
     if recorded.get("model") != model_fingerprint(loaded.model) or not same_extractor:
         raise ValueError(
             f"{index} was tagged with another model or feature extractor than {loaded.name_or_path} (its "
-            f"{_run_file(index).name} records model {recorded.get('model')}): pass the --model it was tagged with"
+            f"{RUN_FILE} records model {recorded.get('model')}): pass the --model it was tagged with"
         )
     if not recorded.get("embeddings"):
         raise ValueError(f"{index} was tagged without --embeddings; rerun `dass tag` with --embeddings --overwrite")

@@ -22,10 +22,22 @@ from pathlib import Path
 
 from .table import atomic_path, read_rows, table_format, write_rows
 
-__all__ = ["RunOptionsError", "RunStore", "ShardWriter"]
+__all__ = ["RunOptionsError", "RunStore", "ShardWriter", "parts_folder", "recorded_options"]
 
 RUN_FILE = "run.json"
 SHARD_NAME = re.compile(r"^rank(\d{5})-(\d{6})\.(parquet|csv|jsonl)$")
+
+
+def parts_folder(output: str | os.PathLike) -> Path:
+    """`OUT.parts/`: where a run writing `output` keeps its shards and `run.json`."""
+    output = Path(output)
+    return output.with_name(output.name + ".parts")
+
+
+def recorded_options(output: str | os.PathLike) -> dict | None:
+    """The options `OUT.parts/run.json` records for the run that wrote `output`; None where there is none."""
+    run_file = parts_folder(output) / RUN_FILE
+    return json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
 
 
 class RunOptionsError(ValueError):
@@ -41,7 +53,7 @@ class RunStore:
         self.output = Path(output)
         self.steps = steps  # the per-step embeddings' file (`step_table`), if the run writes one
         self.kind = table_format(self.output)
-        self.parts = self.output.with_name(self.output.name + ".parts")
+        self.parts = parts_folder(self.output)
         self.with_segments = with_segments
         self.with_embeddings = with_embeddings
 
@@ -50,9 +62,8 @@ class RunStore:
         the same options to resume, or `overwrite`. Changes nothing on disk."""
         if overwrite:
             return
-        run_file = self.parts / RUN_FILE
-        if run_file.is_file():
-            previous = json.loads(run_file.read_text(encoding="utf-8"))
+        previous = recorded_options(self.output)
+        if previous is not None:
             changed = sorted(key for key in set(previous) | set(options) if previous.get(key) != options.get(key))
             if changed:
                 details = "; ".join(f"{key}: {previous.get(key)!r} there, {options.get(key)!r} now" for key in changed)
