@@ -32,6 +32,7 @@ import soundfile
 import torch
 
 from bench.machine import cpu_name  # scripts/bench: the helpers every benchmark script shares
+from bench.models import save_random_dass_small
 
 SUMMARY = re.compile(r"This run tagged (\d+) files \([\d.]+ h\) in ([\d.]+) s")
 
@@ -48,15 +49,6 @@ def write_archive(folder: Path, count: int, seconds: tuple[float, float], seed: 
         soundfile.write(folder / f"{index:05d}.wav", audio.astype(np.float32), 16000, subtype="PCM_16")
         total += length / 16000
     return total
-
-
-def small_model(folder: Path) -> Path:
-    from transformers_dass import DassConfig, DassFeatureExtractor, DassForAudioClassification
-
-    torch.manual_seed(0)
-    DassForAudioClassification(DassConfig()).save_pretrained(folder)
-    DassFeatureExtractor().save_pretrained(folder)
-    return folder
 
 
 def baseline(model_dir: str, files: list[Path]) -> float:
@@ -117,7 +109,7 @@ def main() -> None:
         root = Path(scratch)
         models = {"demo": demo_model_path()}
         if "small" in args.models:
-            models["small"] = str(small_model(root / "dass-small"))
+            models["small"] = str(save_random_dass_small(root / "dass-small"))
         for name in args.models:
             counts = {
                 "short": args.short_files if name == "demo" or args.small_short_files is None else args.small_short_files,

@@ -26,22 +26,9 @@ from transformers_dass.live.runner import listen_to
 from transformers_dass.live.sources import file_blocks
 
 from .machine import cpu_name
+from .models import save_random_dass_small
 
 SCENE = Path(__file__).resolve().parents[2] / "examples" / "scene_siren_three.wav"
-
-
-def small_model_folder(folder: Path) -> Path:
-    """A randomly initialised DASS-small classifier (527 labels) with the demo's feature extractor, saved."""
-    from transformers_dass import (
-        DassConfig,
-        DassFeatureExtractor,
-        DassForAudioClassification,
-    )
-
-    model = DassForAudioClassification(DassConfig.small())
-    model.save_pretrained(folder)
-    DassFeatureExtractor().save_pretrained(folder)
-    return folder
 
 
 def measure(name: str, model_path, audio_path: Path, dtype: str, hop: float) -> dict:
@@ -74,7 +61,9 @@ def main() -> None:
         soundfile.write(audio, np.resize(scene, int(args.seconds * rate)), rate, subtype="PCM_16")
         rows = [
             measure("demo (bundled)", None, audio, args.dtype, args.hop),
-            measure("DASS-small (random init)", small_model_folder(Path(folder) / "small"), audio, args.dtype, args.hop),
+            measure(
+                "DASS-small (random init)", save_random_dass_small(Path(folder) / "small"), audio, args.dtype, args.hop
+            ),
         ]
     print("| model | precision | real-time factor | window latency p50 / p95 (s) | start-line latency p50 / p95 (s) "
           "| windows (skipped) |")  # fmt: skip
