@@ -203,6 +203,7 @@ class FakeInputStream:
 
     waveform: np.ndarray = np.zeros(0, np.float32)
     devices: list = []
+    overflow_blocks: frozenset = frozenset()  # blocks delivered with PortAudio's "input overflow" status
 
     def __init__(self, device, channels, samplerate, dtype, blocksize, callback):
         assert channels == 1 and dtype == "float32"
@@ -213,8 +214,9 @@ class FakeInputStream:
         self.active = True
 
         def play():
-            for first in range(0, len(self.waveform), self.blocksize):
-                self.callback(self.waveform[first : first + self.blocksize, None], self.blocksize, None, None)
+            for index, first in enumerate(range(0, len(self.waveform), self.blocksize)):
+                status = "input overflow" if index in self.overflow_blocks else None
+                self.callback(self.waveform[first : first + self.blocksize, None], self.blocksize, None, status)
                 time.sleep(0.001)
             self.active = False
 
@@ -227,20 +229,51 @@ class FakeInputStream:
         pass
 
 
-def test_the_microphone_source_through_a_stand_in_for_sounddevice(monkeypatch, capsys):
+def stand_in_sounddevice(monkeypatch, queried: list | None = None) -> None:
+    """A `sounddevice` module whose one input device (48 kHz) plays `FakeInputStream.waveform`."""
     fake = types.ModuleType("sounddevice")
-    queried = []
+    queried = [] if queried is None else queried
     fake.query_devices = lambda device, kind: queried.append((device, kind)) or {"default_samplerate": 48000.0,
                                                                                  "name": "stand-in"}  # fmt: skip
+    fake.InputStream = FakeInputStream
+    fake.PortAudioError = OSError
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+
+
+def test_the_microphone_source_through_a_stand_in_for_sounddevice(monkeypatch, capsys):
+    queried = []
+    stand_in_sounddevice(monkeypatch, queried)
     FakeInputStream.waveform = resample(scene(1), RATE, 48000)
     FakeInputStream.devices = []
-    fake.InputStream = FakeInputStream
-    monkeypatch.setitem(sys.modules, "sounddevice", fake)
     code, out, err = run_main(monkeypatch, capsys, ["--jsonl", "--dtype", "float32", "--device", "USB mic"])
     assert code == 0, err
     assert queried == [("USB mic", "input")] and FakeInputStream.devices == ["USB mic"]
     starts = [e for e in events_of(out) if e["kind"] == "start"]
     assert {e["label"] for e in starts} == {"siren", "three"}, out
+    assert "lost audio" not in err, err
+
+
+def test_input_overflows_of_the_microphone_are_said(monkeypatch, capsys):
+    stand_in_sounddevice(monkeypatch)
+    FakeInputStream.waveform = resample(scene(1)[: 3 * RATE], RATE, 48000)
+    monkeypatch.setattr(FakeInputStream, "overflow_blocks", frozenset({3, 7}))
+    code, _, err = run_main(monkeypatch, capsys, ["--dtype", "float32"])
+    assert code == 0, err
+    assert "the microphone lost audio: PortAudio reported 2 input overflow(s)" in err, err
+
+
+def test_the_microphone_drops_its_oldest_blocks_when_the_reader_does_not_take_them(monkeypatch):
+    from transformers_dass.live.sources import MicrophoneBlocks
+
+    stand_in_sounddevice(monkeypatch)
+    microphone = MicrophoneBlocks(target_rate=RATE, capacity_s=0.5)  # 5 blocks of 0.1 s at 48 kHz
+    blocks = [np.full((4800, 1), k, np.float32) for k in range(7)]
+    for block in blocks:  # the device delivers 7 blocks before anything is read
+        microphone._callback(block, 4800, None, None)
+    assert microphone.dropped_s == pytest.approx(0.2)
+    kept = [microphone._queue.get_nowait()[0, 0] for _ in range(microphone._queue.qsize())]
+    assert kept == [2.0, 3.0, 4.0, 5.0, 6.0]  # the newest kept, in order
+    assert "0.20 s were dropped before the reader took them" in microphone.losses()
 
 
 def test_without_sounddevice_the_error_names_the_extra(monkeypatch, capsys):

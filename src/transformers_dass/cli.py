@@ -281,6 +281,8 @@ def _listen(args: argparse.Namespace) -> int:
     if report.dropped_s:
         warn(f"{report.dropped_s:.2f} s of audio dropped: the reader's queue was full (the model or the consumer of "
              "the lines was too slow)")  # fmt: skip
+    if isinstance(blocks, MicrophoneBlocks) and blocks.losses():
+        warn(blocks.losses())
     print(f"dass listen: {summary(detector, report, source)}", file=sys.stderr)
     return 0
 

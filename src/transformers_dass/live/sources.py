@@ -149,7 +149,8 @@ class MicrophoneBlocks:
     """Blocks from an input device through PortAudio (`sounddevice`, the `[live]` extra); a live source.
 
     The device's callback never waits: when the reader has not taken the last `capacity_s` seconds, the oldest
-    block is dropped and counted (`dropped_s`), so memory stays bounded. Iterating yields mono float32 blocks at
+    block is dropped and counted (`dropped_s`), so memory stays bounded; PortAudio's input overflows are counted
+    (`overflows`), and `losses()` says both. Iterating yields mono float32 blocks at
     `target_rate` until `stop()` (or Ctrl-C in the reader).
     """
 
@@ -181,6 +182,17 @@ class MicrophoneBlocks:
                 f"cannot open {which}: {error}. `python -m sounddevice` lists the devices (pick one with --device); "
                 "or pipe audio in with `dass listen -`"
             ) from error
+
+    def losses(self) -> str | None:
+        """What the device lost so far, as a sentence for the user; None when it lost nothing."""
+        parts = []
+        if self.overflows:
+            parts.append(f"PortAudio reported {self.overflows} input overflow(s)")
+        if self.dropped_s:
+            parts.append(f"{self.dropped_s:.2f} s were dropped before the reader took them")
+        if not parts:
+            return None
+        return f"the microphone lost audio: {' and '.join(parts)} (the machine was too busy to keep up with the device)"
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status:
